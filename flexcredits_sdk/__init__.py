@@ -1,0 +1,64 @@
+"""flexcredits-sdk: meter AI-agent actions in credits, in the agent's own process.
+
+Decorate each agent action with `metered_action` (or wrap it in `action`); every call is
+priced by a `RateCard` and booked in a wallet (an in-memory `OfflineWallet` by default).
+"""
+
+from ._context import conversation, current_action, current_conversation, current_tags, tags
+from ._default import action, configure, flush, get_meter, metered_action, shutdown
+from ._exceptions import (
+    ActionRefused,
+    BudgetExceeded,
+    ConfigurationError,
+    FlexCreditsError,
+    InsufficientCredits,
+    RateCardError,
+    UnknownActionType,
+    UnknownEnvironment,
+)
+from ._meter import ENVIRONMENT_VARIABLE, Action, ActionScope, Meter, MeterStats
+from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
+from ._pricing import RateCard
+from ._records import UsageRecord, derive_id, new_id
+from .wallets import OfflineWallet, Sink, Wallet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ENVIRONMENT_VARIABLE",
+    "Action",
+    "ActionRefused",
+    "ActionScope",
+    "Alert",
+    "Balance",
+    "BudgetExceeded",
+    "BudgetInfo",
+    "ConfigurationError",
+    "FlexCreditsError",
+    "GrantInfo",
+    "InsufficientCredits",
+    "Meter",
+    "MeterStats",
+    "OfflineWallet",
+    "RateCard",
+    "RateCardError",
+    "Sink",
+    "UnknownActionType",
+    "UnknownEnvironment",
+    "UsageRecord",
+    "UsageRow",
+    "Wallet",
+    "action",
+    "configure",
+    "conversation",
+    "current_action",
+    "current_conversation",
+    "current_tags",
+    "derive_id",
+    "flush",
+    "get_meter",
+    "metered_action",
+    "new_id",
+    "shutdown",
+    "tags",
+]

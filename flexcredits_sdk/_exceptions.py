@@ -1,0 +1,127 @@
+"""The exceptions flexcredits-sdk raises.
+
+Every exception derives from one root, and the leaves also derive from the matching builtin, so
+``except ValueError`` keeps working for code that does not know this library::
+
+    FlexCreditsError
+    ├── ConfigurationError (ValueError)      bad input: names the field and the value
+    │   ├── RateCardError                    a malformed rate card or rate-card file
+    │   └── UnknownActionType (LookupError)  an action type the rate card does not price
+    │       UnknownEnvironment (LookupError) an environment the rate card does not price
+    └── ActionRefused                        decided before the action body runs
+        ├── InsufficientCredits              overdraft policy "deny" and too few credits
+        └── BudgetExceeded                   a hard budget would be exceeded
+
+Metering itself never raises into the caller's code: the only exceptions that reach an agent are
+configuration errors (at decoration or configuration time) and refusals (before the body runs).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+__all__ = [
+    "ActionRefused",
+    "BudgetExceeded",
+    "ConfigurationError",
+    "FlexCreditsError",
+    "InsufficientCredits",
+    "RateCardError",
+    "UnknownActionType",
+    "UnknownEnvironment",
+]
+
+_MAX_SHOWN = 80
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if len(text) > _MAX_SHOWN:
+        text = text[: _MAX_SHOWN - 3] + "..."
+    return text
+
+
+class FlexCreditsError(Exception):
+    """The root of every exception this library raises."""
+
+
+class ConfigurationError(FlexCreditsError, ValueError):
+    """A value given to the library is not acceptable.
+
+    Attributes:
+        field: The name of the argument, option or file field that was wrong.
+        value: The value that was given.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={_show(value)}: {reason}")
+
+
+class RateCardError(ConfigurationError):
+    """A rate card, or the file it was loaded from, is malformed."""
+
+
+class UnknownActionType(ConfigurationError, LookupError):
+    """The rate card has no price for this action type."""
+
+
+class UnknownEnvironment(ConfigurationError, LookupError):
+    """The rate card has no price for this environment."""
+
+
+class ActionRefused(FlexCreditsError):
+    """The wallet refused an action before its body ran.
+
+    Attributes:
+        action: The name of the refused action.
+        credits: The credits the action would have cost.
+    """
+
+    def __init__(self, message: str, *, action: str, credits: int | Decimal) -> None:
+        self.action = action
+        self.credits = credits
+        super().__init__(message)
+
+
+class InsufficientCredits(ActionRefused):
+    """The wallet denies overdrafts and its balance does not cover the action.
+
+    Attributes:
+        balance: The balance at the moment of refusal.
+    """
+
+    def __init__(self, *, action: str, credits: int | Decimal, balance: int | Decimal) -> None:
+        self.balance = balance
+        super().__init__(
+            f"action {action!r} needs {credits} credits but the balance is {balance} "
+            "and the wallet's overdraft policy is 'deny'",
+            action=action,
+            credits=credits,
+        )
+
+
+class BudgetExceeded(ActionRefused):
+    """A hard budget would be exceeded by the action.
+
+    Attributes:
+        budget: The budget that refused the action.
+        spent: The credits already spent in the budget's current period.
+    """
+
+    def __init__(
+        self, *, action: str, credits: int | Decimal, budget: Any, spent: int | Decimal
+    ) -> None:
+        self.budget = budget
+        self.spent = spent
+        super().__init__(
+            f"action {action!r} needs {credits} credits but budget {budget.name!r} "
+            f"has {budget.limit - spent} of {budget.limit} left this period",
+            action=action,
+            credits=credits,
+        )

@@ -1,0 +1,498 @@
+"""The accounting rules: grants, burn-down order, overdraft, holds, budgets and alerts.
+
+This module is pure: no I/O, no clock, no locks. Time comes in as Unix nanoseconds and callers
+serialise access. The offline wallet and the wallet service both drive a `Ledger`, so both compute
+the same numbers from the same records.
+
+Rules:
+
+* Grants burn down by ``priority`` (lower first), then soonest expiry (never-expiring last),
+  then the oldest grant.
+* Credits used beyond every grant are *owed* when the overdraft policy is ``"allow"``; the next
+  grant pays what is owed before anything else.
+* A grant's unused credits expire at ``expires_at``; expiry is applied lazily, before any
+  operation at or after that time.
+* A hold reserves credits for an action that has not finished yet, so concurrent actions cannot
+  all pass an overdraft or hard-budget check that only one of them fits.
+* A low-balance watch fires once each time the balance falls below its threshold, and re-arms
+  when the balance is back at or above it.
+* A budget counts the credits of records whose tags include all of its tags, per calendar day
+  or month (UTC) or for ever; a hard budget refuses actions that would exceed it, and any budget
+  alerts once per period when its spending first goes past its limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as _dt
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from ._exceptions import BudgetExceeded, ConfigurationError, InsufficientCredits
+from ._models import Alert, Balance, BudgetInfo, GrantInfo
+from ._pricing import RateCard
+from ._records import UsageRecord
+
+__all__ = ["Hold", "Ledger", "Overdraft", "Period", "ns_to_datetime", "datetime_to_ns"]
+
+Overdraft = Literal["allow", "deny"]
+Period = Literal["day", "month"]
+Amount = int | Decimal
+
+_NEVER = 1 << 127
+_DAY_NS = 86_400 * 1_000_000_000
+_UTC = _dt.UTC
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+def ns_to_datetime(ns: int) -> _dt.datetime:
+    """Return Unix nanoseconds as an aware UTC datetime (microsecond precision)."""
+    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
+
+
+def datetime_to_ns(value: _dt.datetime) -> int:
+    """Return an aware datetime as Unix nanoseconds."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+@dataclass(eq=False)
+class _Grant:
+    id: str
+    credits: Amount
+    remaining: Amount
+    source: str
+    priority: int
+    expires_ns: int
+    granted_ns: int
+    seq: int
+    expired: bool = False
+
+    @property
+    def burn_key(self) -> tuple[int, int, int]:
+        return (self.priority, self.expires_ns, self.seq)
+
+    def info(self) -> GrantInfo:
+        return GrantInfo(
+            id=self.id,
+            credits=self.credits,
+            remaining=self.remaining,
+            source=self.source,
+            priority=self.priority,
+            expires_at=None if self.expires_ns == _NEVER else ns_to_datetime(self.expires_ns),
+            granted_at=ns_to_datetime(self.granted_ns),
+            expired=self.expired,
+        )
+
+
+@dataclass(eq=False)
+class _Budget:
+    id: str
+    name: str
+    limit: Amount
+    tags: dict[str, str]
+    period: Period | None
+    hard: bool
+    spent: Amount = 0
+    held: Amount = 0
+    period_start: int = 0
+    period_end: int = _NEVER
+    alerted: bool = False
+
+    def matches(self, tags: Mapping[str, str]) -> bool:
+        return all(tags.get(k) == v for k, v in self.tags.items())
+
+    def roll(self, now_ns: int) -> None:
+        """Start a new period when `now_ns` is outside the current one."""
+        if self.period is None or self.period_start <= now_ns < self.period_end:
+            return
+        if self.period == "day":
+            start = now_ns - now_ns % _DAY_NS
+            end = start + _DAY_NS
+        else:
+            day = ns_to_datetime(now_ns)
+            first = _dt.datetime(day.year, day.month, 1, tzinfo=_UTC)
+            following = _dt.datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=_UTC)
+            start, end = datetime_to_ns(first), datetime_to_ns(following)
+        self.period_start, self.period_end = start, end
+        self.spent = 0
+        self.alerted = False
+
+    def info(self) -> BudgetInfo:
+        return BudgetInfo(
+            id=self.id,
+            name=self.name,
+            limit=self.limit,
+            tags=dict(self.tags),
+            period=self.period,
+            hard=self.hard,
+            spent=self.spent,
+        )
+
+
+@dataclass(eq=False)
+class _Watch:
+    id: str
+    credits: Amount | None
+    percent: Decimal | None
+    fired: bool = False
+
+
+@dataclass(eq=False)
+class Hold:
+    """Credits reserved for a running action; released when its record is booked."""
+
+    credits: Amount
+    budgets: list[_Budget] = field(default_factory=list)
+    released: bool = False
+
+
+class Ledger:
+    """Grants, balances, holds, budgets and alerts of one wallet, with no I/O.
+
+    Args:
+        rate_card: Prices credits in money for balances and reports.
+        overdraft: ``"allow"`` lets the balance go negative (what is used is owed);
+            ``"deny"`` refuses actions the balance does not cover.
+    """
+
+    def __init__(self, rate_card: RateCard, *, overdraft: Overdraft = "allow") -> None:
+        if overdraft not in ("allow", "deny"):
+            raise ConfigurationError("overdraft", overdraft, "must be 'allow' or 'deny'")
+        self.rate_card = rate_card
+        self.overdraft: Overdraft = overdraft
+        self._grants: list[_Grant] = []
+        self._active: list[_Grant] = []  # sorted by burn key, remaining > 0, not expired
+        self._active_keys: list[tuple[int, int, int]] = []
+        self._next_expiry = _NEVER
+        self._available: Amount = 0
+        self._active_granted: Amount = 0
+        self._granted: Amount = 0
+        self._used: Amount = 0
+        self._expired: Amount = 0
+        self._owed: Amount = 0
+        self._held: Amount = 0
+        self._budgets: list[_Budget] = []
+        self._hard_budgets = False
+        self._watches: list[_Watch] = []
+        self._ids = itertools.count(1)
+        self.alerts: list[Alert] = []
+
+    # --- state --------------------------------------------------------------------------------
+
+    @property
+    def reacts(self) -> bool:
+        """Whether a booking can fire alerts (budgets or low-balance watches exist)."""
+        return bool(self._budgets or self._watches)
+
+    @property
+    def needs_authorization(self) -> bool:
+        """Whether actions must be authorised (and may be refused) before they run."""
+        return self.overdraft == "deny" or self._hard_budgets
+
+    def credits(self, now_ns: int) -> Amount:
+        """Return the spendable balance: granted and unexpired, minus what is owed."""
+        if now_ns >= self._next_expiry:
+            self._expire(now_ns)
+        return self._available - self._owed
+
+    def balance(self, now_ns: int) -> Balance:
+        """Return the full balance at `now_ns`."""
+        credits = self.credits(now_ns)
+        return Balance(
+            credits=credits,
+            granted=self._granted,
+            used=self._used,
+            expired=self._expired,
+            owed=self._owed,
+            held=self._held,
+            usd=self.rate_card.usd(credits),
+            as_of=ns_to_datetime(now_ns),
+        )
+
+    def grants(self, now_ns: int) -> list[GrantInfo]:
+        """Return every grant, in the order they were made."""
+        self.credits(now_ns)
+        return [g.info() for g in self._grants]
+
+    def budgets(self, now_ns: int) -> list[BudgetInfo]:
+        """Return every budget with its spending in the current period."""
+        for budget in self._budgets:
+            budget.roll(now_ns)
+        return [b.info() for b in self._budgets]
+
+    # --- grants -------------------------------------------------------------------------------
+
+    def grant(
+        self,
+        credits: Amount,
+        *,
+        now_ns: int,
+        source: str = "grant",
+        priority: int = 1,
+        expires_ns: int | None = None,
+        grant_id: str | None = None,
+    ) -> tuple[GrantInfo, list[Alert]]:
+        """Add a grant; it first pays what is owed.
+
+        Returns:
+            The grant, and any alerts its arrival fired.
+        """
+        if now_ns >= self._next_expiry:
+            self._expire(now_ns)
+        seq = next(self._ids)
+        g = _Grant(
+            id=grant_id or f"grant-{seq}",
+            credits=credits,
+            remaining=credits,
+            source=source,
+            priority=priority,
+            expires_ns=_NEVER if expires_ns is None else expires_ns,
+            granted_ns=now_ns,
+            seq=seq,
+        )
+        self._grants.append(g)
+        self._granted += credits
+        if g.expires_ns <= now_ns:
+            g.remaining, g.expired = 0, True
+            self._expired += credits
+            return g.info(), []
+        settle = min(self._owed, credits)
+        if settle:
+            self._owed -= settle
+            g.remaining -= settle
+        self._active_granted += credits
+        if g.remaining:
+            self._available += g.remaining
+            key = g.burn_key
+            index = bisect.bisect(self._active_keys, key)
+            self._active_keys.insert(index, key)
+            self._active.insert(index, g)
+        self._next_expiry = min(self._next_expiry, g.expires_ns)
+        return g.info(), self._check_watches(now_ns)
+
+    def _expire(self, now_ns: int) -> None:
+        for g in self._grants:
+            if not g.expired and g.expires_ns <= now_ns:
+                self._available -= g.remaining
+                self._expired += g.remaining
+                self._active_granted -= g.credits
+                g.remaining, g.expired = 0, True
+        self._active = [g for g in self._active if not g.expired]
+        self._active_keys = [g.burn_key for g in self._active]
+        self._next_expiry = min(
+            (g.expires_ns for g in self._grants if not g.expired), default=_NEVER
+        )
+
+    def _debit(self, amount: Amount) -> None:
+        self._used += amount
+        active = self._active
+        while amount and active:
+            g = active[0]
+            if g.remaining > amount:
+                g.remaining -= amount
+                self._available -= amount
+                return
+            amount -= g.remaining
+            self._available -= g.remaining
+            g.remaining = 0
+            del active[0]
+            del self._active_keys[0]
+        if amount:
+            self._owed += amount
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def authorize(self, action: str, credits: Amount, tags: Mapping[str, str], now_ns: int) -> Hold:
+        """Reserve `credits` for an action about to run, or refuse it.
+
+        Raises:
+            InsufficientCredits: Overdrafts are denied and the balance, less other holds,
+                does not cover `credits`.
+            BudgetExceeded: A matching hard budget would go past its limit.
+        """
+        if self.overdraft == "deny":
+            balance = self.credits(now_ns) - self._held
+            if balance < credits:
+                raise InsufficientCredits(action=action, credits=credits, balance=balance)
+        hold = Hold(credits)
+        for budget in self._budgets:
+            if budget.hard and budget.matches(tags):
+                budget.roll(now_ns)
+                if budget.spent + budget.held + credits > budget.limit:
+                    raise BudgetExceeded(
+                        action=action,
+                        credits=credits,
+                        budget=budget,
+                        spent=budget.spent + budget.held,
+                    )
+                hold.budgets.append(budget)
+        self._held += credits
+        for budget in hold.budgets:
+            budget.held += credits
+        return hold
+
+    def release(self, hold: Hold) -> None:
+        """Give back the credits `hold` reserved (idempotent)."""
+        if hold.released:
+            return
+        hold.released = True
+        self._held -= hold.credits
+        for budget in hold.budgets:
+            budget.held -= hold.credits
+
+    def book(self, record: UsageRecord, now_ns: int, hold: Hold | None = None) -> list[Alert]:
+        """Charge a record's credits and update budgets and alerts.
+
+        The caller books each record id once (see `RecordLog`).
+
+        Returns:
+            The alerts this booking fired.
+        """
+        if hold is not None:
+            self.release(hold)
+        if now_ns >= self._next_expiry:
+            self._expire(now_ns)
+        amount = record.credits
+        if amount:
+            self._debit(amount)
+        if not (self._budgets or self._watches):
+            return []
+        fired: list[Alert] = []
+        if amount and self._budgets:
+            fired.extend(self._count_budgets(record, amount, now_ns))
+        if self._watches:
+            fired.extend(self._check_watches(now_ns))
+        return fired
+
+    @property
+    def next_expiry(self) -> int:
+        """When the next grant expires, in Unix nanoseconds (a huge number if never)."""
+        return self._next_expiry
+
+    def book_credits(self, credits: Amount, now_ns: int) -> None:
+        """Charge the credits of several records at once.
+
+        Only for a ledger without budgets or watches (`reacts` is false), with no grant
+        expiring before `now_ns`: then booking them one by one would give the same state.
+        """
+        if now_ns >= self._next_expiry:
+            self._expire(now_ns)
+        if credits:
+            self._debit(credits)
+
+    # --- budgets ------------------------------------------------------------------------------
+
+    def set_budget(
+        self,
+        credits: Amount,
+        *,
+        now_ns: int,
+        tags: Mapping[str, str] | None = None,
+        period: Period | None = "month",
+        hard: bool = True,
+        name: str | None = None,
+    ) -> BudgetInfo:
+        """Add a budget; a budget with the same tags and period replaces the old one."""
+        if period not in ("day", "month", None):
+            raise ConfigurationError("period", period, "must be 'day', 'month' or None")
+        tags = dict(tags or {})
+        label = name or (", ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "all actions")
+        budget = _Budget(
+            id=f"budget-{next(self._ids)}",
+            name=label,
+            limit=credits,
+            tags=tags,
+            period=period,
+            hard=hard,
+        )
+        for old in self._budgets:
+            if old.tags == tags and old.period == period:
+                budget.id = old.id
+                budget.period_start, budget.period_end = old.period_start, old.period_end
+                budget.spent, budget.held = old.spent, old.held
+                self._budgets.remove(old)
+                break
+        budget.roll(now_ns)
+        self._budgets.append(budget)
+        self._hard_budgets = any(b.hard for b in self._budgets)
+        return budget.info()
+
+    def remove_budget(self, budget_id: str) -> None:
+        """Remove a budget by id.
+
+        Raises:
+            ConfigurationError: No budget has that id.
+        """
+        for budget in self._budgets:
+            if budget.id == budget_id:
+                self._budgets.remove(budget)
+                self._hard_budgets = any(b.hard for b in self._budgets)
+                return
+        raise ConfigurationError("budget_id", budget_id, "no such budget")
+
+    def _count_budgets(self, record: UsageRecord, amount: Amount, now_ns: int) -> Iterator[Alert]:
+        for budget in self._budgets:
+            if not budget.matches(record.tags):
+                continue
+            budget.roll(now_ns)
+            budget.spent += amount
+            if budget.spent > budget.limit and not budget.alerted:
+                budget.alerted = True
+                alert = Alert(
+                    kind="budget",
+                    message=(
+                        f"budget {budget.name!r} spent {budget.spent} of {budget.limit} credits"
+                        + (f" this {budget.period}" if budget.period else "")
+                    ),
+                    threshold=budget.limit,
+                    value=budget.spent,
+                    budget_id=budget.id,
+                    at=ns_to_datetime(now_ns),
+                )
+                self.alerts.append(alert)
+                yield alert
+
+    # --- low-balance watches ------------------------------------------------------------------
+
+    def watch_low_balance(
+        self, *, credits: Amount | None = None, percent: Decimal | None = None, now_ns: int
+    ) -> str:
+        """Watch for the balance falling below `credits`, or `percent` of unexpired grants.
+
+        Returns:
+            The watch id, which alerts from this watch carry in ``budget_id``.
+        """
+        watch = _Watch(id=f"watch-{next(self._ids)}", credits=credits, percent=percent)
+        watch.fired = self.credits(now_ns) < self._threshold(watch)
+        self._watches.append(watch)
+        return watch.id
+
+    def _threshold(self, watch: _Watch) -> Amount:
+        if watch.credits is not None:
+            return watch.credits
+        assert watch.percent is not None
+        return self._active_granted * watch.percent / 100
+
+    def _check_watches(self, now_ns: int) -> list[Alert]:
+        fired: list[Alert] = []
+        balance = self._available - self._owed
+        for watch in self._watches:
+            threshold = self._threshold(watch)
+            below = balance < threshold
+            if below and not watch.fired:
+                alert = Alert(
+                    kind="low_balance",
+                    message=f"balance {balance} credits fell below {threshold}",
+                    threshold=threshold,
+                    value=balance,
+                    budget_id=watch.id,
+                    at=ns_to_datetime(now_ns),
+                )
+                self.alerts.append(alert)
+                fired.append(alert)
+            watch.fired = below
+        return fired

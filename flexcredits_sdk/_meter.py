@@ -1,0 +1,663 @@
+"""The meter: `metered_action`, `action`, and the per-call engine behind both.
+
+Pricing is looked up once per decorated function (and again only after `Meter.configure`); a
+call does O(1) work on the caller's thread: read the context, take an id and two clock readings,
+build one named tuple, hand it to the sink.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from ._context import CONVERSATION, CURRENT, TAGS
+from ._exceptions import ActionRefused, ConfigurationError
+from ._pricing import RateCard
+from ._records import UsageRecord, make_id
+from ._records import _state as _ids
+from ._validate import MAX_TAGS, check_name, check_tags, check_units
+from ._wrap import async_generator_wrapper, generator_wrapper, kind_of
+from .wallets._protocol import Sink
+
+__all__ = ["ENVIRONMENT_VARIABLE", "Action", "ActionScope", "Meter", "MeterStats"]
+
+logger = logging.getLogger("flexcredits_sdk")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The environment variable that sets the default meter's environment.
+ENVIRONMENT_VARIABLE = "FLEXCREDITS_ENVIRONMENT"
+
+_time_ns = time.time_ns
+_perf_ns = time.perf_counter_ns
+_new_record = tuple.__new__  # UsageRecord's fields in order, without its keyword parsing
+_new_action = object.__new__
+_TAGS_get = TAGS.get
+_CONVERSATION_get = CONVERSATION.get
+
+
+@dataclass(frozen=True)
+class MeterStats:
+    """What a meter has done since it was made.
+
+    Attributes:
+        recorded: Records handed to the sink.
+        refused: Actions refused before they ran (insufficient credits, hard budgets).
+        metering_errors: Failures inside metering (logged, never raised into the caller).
+        queued: Records waiting in memory for delivery (exporting sinks).
+        in_outbox: Records waiting on disk for delivery (exporting sinks).
+        sent: Records the wallet service accepted.
+        duplicates: Records the wallet service had booked already.
+        rejected: Records the wallet service rejected as invalid (kept as dead letters).
+        dropped: Records dropped by the overflow policy the user chose.
+        last_error: The last delivery or metering error, as text.
+    """
+
+    recorded: int = 0
+    refused: int = 0
+    metering_errors: int = 0
+    queued: int = 0
+    in_outbox: int = 0
+    sent: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    last_error: str | None = None
+
+
+class _Spec:
+    """What one decorated function (or `action()` scope) is: name, type, units, tags, price."""
+
+    __slots__ = (
+        "__weakref__",
+        "action_type",
+        "credits",
+        "meter",
+        "name",
+        "tags",
+        "units",
+        "version",
+    )
+
+    def __init__(
+        self, meter: Meter, name: str, action_type: str, units: int, tags: dict[str, str]
+    ) -> None:
+        self.meter = meter
+        self.name = name
+        self.action_type = action_type
+        self.units = units
+        self.tags = tags
+        self.version = -1
+        self.credits: int | Decimal = 0
+
+
+class Action:
+    """The handle of one running action: read its id, add tags, change its units.
+
+    Returned by ``with meter.action(...) as act`` and by `current_action()` inside a metered
+    function. After the action ends, `record` holds its `UsageRecord`.
+    """
+
+    __slots__ = (
+        "_conversation",
+        "_ctx_tags",
+        "_hold",
+        "_spec",
+        "_t0",
+        "_tags",
+        "_token",
+        "_units",
+        "id",
+        "record",
+        "span_id",
+        "start_time_ns",
+        "trace_id",
+    )
+
+    def __init__(self, spec: _Spec, now_ns: int) -> None:
+        self._spec = spec
+        self.start_time_ns = now_ns
+        self.id = make_id(now_ns)
+        self._units = spec.units
+        self._ctx_tags = TAGS.get()
+        self._conversation = CONVERSATION.get()
+        self._tags: dict[str, str] | None = None
+        self._hold: Any = None
+        self._token: Any = None
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        self.record: UsageRecord | None = None
+        self._t0 = _perf_ns()
+
+    def __repr__(self) -> str:
+        return f"<Action {self._spec.name!r} id={self.id} units={self.units}>"
+
+    @property
+    def name(self) -> str:
+        """The action's name."""
+        return self._spec.name
+
+    @property
+    def action_type(self) -> str:
+        """The action's type on the rate card."""
+        return self._spec.action_type
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The conversation the action runs in."""
+        return self._conversation
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags the record will carry (a copy)."""
+        return self._merged_tags()
+
+    def tag(self, **values: str) -> None:
+        """Add tags to this action's record; they win over every other source of tags.
+
+        Raises:
+            ConfigurationError: A key or value is not a short string, or there would be more
+                than 32 tags.
+        """
+        checked = check_tags(values, base=self._merged_tags())
+        if self._tags is None:
+            self._tags = checked
+        else:
+            self._tags.update(checked)
+
+    @property
+    def units(self) -> int:
+        """How many billable actions this action is; settable (e.g. ``get_time_slots`` x2).
+
+        Raises:
+            ConfigurationError: On setting anything but a positive int.
+        """
+        return self._units
+
+    @units.setter
+    def units(self, units: int) -> None:
+        self._units = check_units(units)
+
+    def set_units(self, units: int) -> None:
+        """Bill this action as `units` actions; the same as setting `units`."""
+        self.units = units
+
+    def set_id(self, record_id: str) -> None:
+        """Use `record_id` (e.g. from `derive_id`) as the idempotency key of this action.
+
+        Raises:
+            ConfigurationError: `record_id` is not a non-empty string of at most 64 characters.
+        """
+        if not isinstance(record_id, str) or not record_id or len(record_id) > 64:
+            raise ConfigurationError(
+                "record_id", record_id, "must be a string of 1 to 64 characters"
+            )
+        self.id = record_id
+
+    def _merged_tags(self) -> dict[str, str]:
+        meter_tags = self._spec.meter._tags
+        spec_tags = self._spec.tags
+        if not (meter_tags or spec_tags or self._tags):
+            return dict(self._ctx_tags)
+        return {**meter_tags, **self._ctx_tags, **spec_tags, **(self._tags or {})}
+
+
+class ActionScope:
+    """``with meter.action(name) as act:`` (or ``async with``) meters the block as one action.
+
+    The scope may be entered many times, and also decorates a function like `metered_action`.
+    """
+
+    __slots__ = ("_meter", "_spec", "_stack")
+
+    def __init__(self, meter: Meter, spec: _Spec) -> None:
+        self._meter = meter
+        self._spec = spec
+        self._stack: list[Action | None] = []
+
+    def __enter__(self) -> Action:
+        act = self._meter._start(self._spec)
+        self._stack.append(act)
+        return act if act is not None else _detached(self._meter, self._spec)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        act = self._stack.pop()
+        if act is not None:
+            self._meter._finish(act, exc)
+
+    async def __aenter__(self) -> Action:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        return self._meter._decorate(func, self._spec)
+
+
+def _detached(meter: Meter, spec: _Spec) -> Action:
+    """A handle that records nothing, for when metering itself failed to start."""
+    return Action(spec, _time_ns())
+
+
+class Meter:
+    """Prices actions with a rate card and hands their records to a wallet.
+
+    Args:
+        rate_card: What actions cost; Agentforce Flex Credits by default.
+        environment: ``"production"``, ``"sandbox"`` or another environment of the rate
+            card; from ``FLEXCREDITS_ENVIRONMENT``, else ``"production"``.
+        wallet: Where records go: an `OfflineWallet` (in memory by default), an `HttpWallet`
+            or any `Sink`.
+        tags: Tags every record of this meter carries (the weakest source of tags).
+        clock: Returns Unix time in nanoseconds, for records' start times (for tests).
+
+    Raises:
+        ConfigurationError: A value is of the wrong type or the rate card does not price the
+            environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate_card: RateCard | None = None,
+        environment: str | None = None,
+        wallet: Sink | None = None,
+        tags: Mapping[str, str] | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._specs: weakref.WeakSet[_Spec] = weakref.WeakSet()
+        self._version = 0
+        self._recorded = 0
+        self._refused = 0
+        self._errors = 0
+        self._last_error: str | None = None
+        self._observers: list[Any] = []
+        self._apply(
+            rate_card=rate_card or RateCard.agentforce(),
+            environment=environment or os.environ.get(ENVIRONMENT_VARIABLE) or "production",
+            wallet=wallet,
+            tags=tags or {},
+            clock=clock or _time_ns,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Meter(rate_card={self.rate_card.name!r}, environment={self.environment!r}, "
+            f"wallet={self.wallet!r})"
+        )
+
+    # --- configuration ------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        *,
+        rate_card: RateCard,
+        environment: str,
+        wallet: Sink | None,
+        tags: Mapping[str, str],
+        clock: Callable[[], int],
+    ) -> None:
+        if not isinstance(rate_card, RateCard):
+            raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
+        rate_card.check_environment(environment)
+        if wallet is None:
+            from .wallets._offline import OfflineWallet
+
+            wallet = OfflineWallet(rate_card=rate_card)
+        elif not callable(getattr(wallet, "submit", None)):
+            raise ConfigurationError("wallet", wallet, "must have a submit(record) method")
+        checked_tags = check_tags(tags)
+        if not callable(clock):
+            raise ConfigurationError("clock", clock, "must be callable")
+        with self._lock:
+            specs = list(self._specs)
+        prices = [
+            (spec, rate_card.price(spec.action_type, environment, action=spec.name))
+            for spec in specs
+        ]
+        with self._lock:
+            self.rate_card = rate_card
+            self.environment = environment
+            self.wallet: Sink = wallet
+            self._tags = checked_tags
+            self._clock = clock
+            self._version += 1
+            for spec, price in prices:
+                spec.credits, spec.version = price, self._version
+
+    def configure(
+        self,
+        *,
+        rate_card: RateCard | None = None,
+        environment: str | None = None,
+        wallet: Sink | None = None,
+        tags: Mapping[str, str] | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> Meter:
+        """Change the meter in place; functions already decorated follow the change.
+
+        Arguments left out keep their current value. Every decorated function is priced again
+        under the new rate card and environment before anything changes.
+
+        Returns:
+            The meter itself.
+
+        Raises:
+            UnknownActionType: The new rate card does not price a decorated function's type.
+            UnknownEnvironment: The new rate card does not price the environment.
+        """
+        self._apply(
+            rate_card=rate_card or self.rate_card,
+            environment=environment or self.environment,
+            wallet=wallet or self.wallet,
+            tags=self._tags if tags is None else tags,
+            clock=clock or self._clock,
+        )
+        return self
+
+    def stats(self) -> MeterStats:
+        """Return what this meter and its wallet have done."""
+        delivery: dict[str, Any] = {}
+        sink_stats = getattr(self.wallet, "stats", None)
+        if callable(sink_stats):
+            fields = MeterStats.__dataclass_fields__
+            delivery = {k: v for k, v in dict(sink_stats()).items() if k in fields}
+        delivery.setdefault("last_error", None)
+        delivery["last_error"] = delivery["last_error"] or self._last_error
+        return MeterStats(
+            recorded=self._recorded, refused=self._refused, metering_errors=self._errors, **delivery
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Ask the wallet to deliver pending records; return whether all were delivered."""
+        return bool(self.wallet.flush(timeout)) if hasattr(self.wallet, "flush") else True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and close the wallet; return whether everything was delivered in time."""
+        return bool(self.wallet.shutdown(timeout)) if hasattr(self.wallet, "shutdown") else True
+
+    # --- declaring actions --------------------------------------------------------------------
+
+    def _spec(self, name: Any, action_type: Any, units: Any, tags: Any) -> _Spec:
+        check_name(name, "name")
+        if not isinstance(action_type, str) or not action_type:
+            raise ConfigurationError("action_type", action_type, "must be a non-empty string")
+        spec = _Spec(self, name, action_type, check_units(units), check_tags(tags or {}))
+        if len(self._tags.keys() | spec.tags.keys()) > MAX_TAGS:
+            check_tags(spec.tags, base=self._tags)
+        with self._lock:
+            spec.credits = self.rate_card.price(action_type, self.environment, action=name)
+            spec.version = self._version
+            self._specs.add(spec)
+        return spec
+
+    @overload
+    def metered_action(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+
+    @overload
+    def metered_action(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        action_type: str = "standard",
+        units: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def metered_action(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        action_type: str = "standard",
+        units: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+        """Meter every call of a function as one action, with or without parentheses.
+
+        Works on plain functions, coroutine functions, generator and async-generator functions,
+        methods, classmethods and staticmethods. Generators are metered once, when exhausted,
+        closed or failed. What the function returns or raises is never changed.
+
+        Args:
+            func: The function (when used without parentheses).
+            name: The action's name; the function's ``__qualname__`` by default.
+            action_type: The rate card's action type (``"standard"`` by default).
+            units: How many billable actions one call is (the body may change it through
+                `current_action()`).
+            tags: Tags of every record of this function.
+
+        Raises:
+            ConfigurationError: A bad name, units or tags; `UnknownActionType` when the rate
+                card does not price `action_type` (at decoration time, not call time).
+        """
+
+        def decorate(f: Callable[P, R]) -> Callable[P, R]:
+            target: Any = f
+            rewrap: Any = None
+            if isinstance(f, classmethod | staticmethod):
+                rewrap, target = type(f), f.__func__
+            if not callable(target):
+                raise ConfigurationError("func", f, "must be callable")
+            action_name = name if name is not None else getattr(target, "__qualname__", None)
+            spec = self._spec(action_name, action_type, units, tags)
+            wrapped = self._decorate(target, spec)
+            return rewrap(wrapped) if rewrap is not None else wrapped
+
+        if func is not None:
+            return decorate(func)
+        return decorate
+
+    def action(
+        self,
+        name: str,
+        *,
+        action_type: str = "standard",
+        units: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> ActionScope:
+        """Meter a block as one action: ``with meter.action("answer") as act:``.
+
+        Also works with ``async with`` and as a decorator.
+
+        Raises:
+            ConfigurationError: As for `metered_action`, when the scope is made.
+        """
+        return ActionScope(self, self._spec(name, action_type, units, tags))
+
+    # --- the engine ---------------------------------------------------------------------------
+
+    def _decorate(self, func: Callable[P, R], spec: _Spec) -> Callable[P, R]:
+        kind = kind_of(func)
+        start = self._start
+        finish = self._finish
+        wrapper: Any
+        if kind == "coroutine":
+            afunc: Callable[P, Awaitable[Any]] = func  # type: ignore[assignment]
+
+            async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                act = start(spec)
+                if act is None:
+                    return await afunc(*args, **kwargs)
+                try:
+                    result = await afunc(*args, **kwargs)
+                except BaseException as exc:
+                    finish(act, exc)
+                    raise
+                finish(act, None)
+                return result
+
+        elif kind in ("generator", "async_generator"):
+
+            def begin() -> tuple[Any, Callable[[BaseException | None], None]]:
+                act = start(spec, bind=False)
+                if act is None:
+                    return None, _no_end
+                return act, functools.partial(finish, act)
+
+            drive = generator_wrapper if kind == "generator" else async_generator_wrapper
+            return drive(func, CURRENT, begin)  # type: ignore[arg-type, return-value]
+
+        else:
+
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                act = start(spec)
+                if act is None:
+                    return func(*args, **kwargs)
+                try:
+                    result = func(*args, **kwargs)
+                except BaseException as exc:
+                    finish(act, exc)
+                    raise
+                finish(act, None)
+                return result
+
+        return functools.wraps(func)(wrapper)
+
+    def _start(self, spec: _Spec, bind: bool = True) -> Action | None:
+        """Begin an action; `None` when metering failed (the body then runs unmetered)."""
+        try:
+            if spec.version != self._version:
+                self._reprice(spec)
+            # Action.__init__ inlined: this runs on every call.
+            act = _new_action(Action)
+            act._spec = spec
+            act._units = spec.units
+            act.start_time_ns = now = self._clock()
+            ms = now // 1_000_000
+            if ms != _ids.ms:
+                _ids.set_ms(ms)
+            act.id = f"{_ids.prefix}{next(_ids.counter):012x}"
+            act._ctx_tags = _TAGS_get()
+            act._conversation = _CONVERSATION_get()
+            act._tags = act._hold = act._token = act.trace_id = act.span_id = act.record = None
+            act._t0 = _perf_ns()
+            wallet = self.wallet
+            if wallet.needs_authorization:
+                act._hold = wallet.authorize(
+                    spec.name, spec.credits * act._units, act._merged_tags()
+                )
+            if self._observers:
+                self._notify("on_start", act)
+            if bind:
+                act._token = CURRENT.set(act)
+            return act
+        except ActionRefused:
+            self._refused += 1
+            raise
+        except Exception as exc:
+            self._failed("start", spec.name, exc)
+            return None
+
+    def _finish(self, act: Action, exc: BaseException | None) -> None:
+        """End an action and hand its record to the wallet; never raises."""
+        try:
+            duration = _perf_ns() - act._t0
+            token = act._token
+            if token is not None:
+                act._token = None
+                CURRENT.reset(token)
+            spec = act._spec
+            units = act._units
+            if exc is None or isinstance(exc, GeneratorExit):
+                outcome, error_type, credits = "ok", None, spec.credits * units
+            else:
+                outcome = "error"
+                error_type = type(exc).__qualname__
+                credits = spec.credits * units if self.rate_card.bill_failed else 0
+            if self._tags or spec.tags or act._tags:
+                tags = act._merged_tags()
+            else:
+                tags = dict(act._ctx_tags) if act._ctx_tags else {}
+            if self._observers:
+                self._notify("on_end", act, exc, credits)
+            record = _new_record(
+                UsageRecord,
+                (
+                    act.id,
+                    spec.name,
+                    spec.action_type,
+                    units,
+                    credits,
+                    self.environment,
+                    tags,
+                    act._conversation,
+                    act.start_time_ns,
+                    duration,
+                    outcome,
+                    error_type,
+                    act.trace_id,
+                    act.span_id,
+                ),
+            )
+            act.record = record
+            self.wallet.submit(record, act._hold)
+            self._recorded += 1
+            if self._observers:
+                self._notify("on_record", record)
+        except Exception as error:
+            self._failed("finish", act._spec.name, error)
+
+    def _reprice(self, spec: _Spec) -> None:
+        with self._lock:
+            spec.credits = self.rate_card.price(
+                spec.action_type, self.environment, action=spec.name
+            )
+            spec.version = self._version
+
+    def _failed(self, where: str, name: str, exc: Exception) -> None:
+        self._errors += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        logger.exception(
+            "flexcredits: metering failed at %s of action %r; the action is unaffected", where, name
+        )
+
+    # --- observers (OpenTelemetry and others) -------------------------------------------------
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception as exc:
+                name = getattr(args[0], "name", None) or getattr(args[0], "action", "?")
+                self._failed(event, str(name), exc)
+
+    def add_observer(self, observer: Any) -> None:
+        """Register an object with ``on_start(action)``, ``on_end(action, exc, credits)`` and
+        ``on_record(record)`` methods, called around every action; its errors are contained."""
+        with self._lock:
+            self._observers = [*self._observers, observer]
+
+    def remove_observer(self, observer: Any) -> None:
+        """Unregister an observer added with `add_observer` (no error if absent)."""
+        with self._lock:
+            self._observers = [o for o in self._observers if o is not observer]
+
+
+def _no_end(_: BaseException | None) -> None:
+    return None

@@ -1,0 +1,244 @@
+"""The answers every wallet gives, as pydantic models.
+
+The offline wallet, the HTTP wallet client and the wallet service return these same models, so
+code and tests can swap one wallet for another. None of them is built on the hot path.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+
+from ._exceptions import ConfigurationError
+from ._pricing import to_exact
+from ._records import UsageRecord
+from ._validate import check_name, check_tags
+
+__all__ = [
+    "Alert",
+    "Balance",
+    "BudgetInfo",
+    "GrantInfo",
+    "SignedCredits",
+    "UsageRecordModel",
+    "UsageRow",
+    "validation_error",
+]
+
+#: Credits that may be negative (a balance that is owed).
+SignedCredits = Annotated[int | Decimal, BeforeValidator(lambda v: to_exact(v, "credits"))]
+
+
+def _non_negative(value: int | Decimal) -> int | Decimal:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+Credits = Annotated[SignedCredits, AfterValidator(_non_negative)]
+AwareDatetime = Annotated[_dt.datetime, Field(strict=False)]
+
+
+def validation_error(exc: ValidationError, what: str = "value") -> ConfigurationError:
+    """Turn a pydantic `ValidationError` into a `ConfigurationError` naming the first bad field."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or what
+    return ConfigurationError(field, first.get("input"), first["msg"])
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Balance(_Model):
+    """A wallet's balance at one moment.
+
+    Attributes:
+        credits: Credits left to spend; negative when the wallet is overdrawn.
+        granted: Credits of every grant ever made.
+        used: Credits booked by actions.
+        expired: Credits that expired unused.
+        owed: Credits used beyond what grants covered (overdraft), not yet settled.
+        held: Credits reserved by actions that are still running.
+        usd: What `credits` are worth at the rate card's credit price.
+        as_of: When the balance was computed.
+    """
+
+    credits: SignedCredits
+    granted: Credits
+    used: Credits
+    expired: Credits
+    owed: Credits
+    held: Credits = 0
+    usd: Decimal
+    as_of: _dt.datetime
+
+
+class GrantInfo(_Model):
+    """A grant of credits and what is left of it.
+
+    Attributes:
+        id: The grant's id.
+        credits: Credits granted.
+        remaining: Credits not yet used (0 once expired).
+        source: Where the credits came from, e.g. ``"purchase"`` or ``"promotion"``.
+        priority: Burn order: grants with a lower number are used first.
+        expires_at: When unused credits expire, if ever.
+        granted_at: When the grant was made.
+        expired: Whether the grant has expired.
+    """
+
+    id: str
+    credits: Credits
+    remaining: Credits
+    source: str
+    priority: int
+    expires_at: _dt.datetime | None
+    granted_at: _dt.datetime
+    expired: bool = False
+
+
+class UsageRow(_Model):
+    """One group of a usage report.
+
+    Attributes:
+        key: The group's value for each `group_by` field (``None`` where a record lacks it).
+        actions: Billable actions (the sum of the records' units).
+        records: Usage records in the group.
+        credits: Credits charged.
+        usd: What those credits cost.
+    """
+
+    key: dict[str, str | None]
+    actions: int
+    records: int
+    credits: Credits
+    usd: Decimal
+
+
+class BudgetInfo(_Model):
+    """A budget on the credits spent by actions carrying certain tags.
+
+    Attributes:
+        id: The budget's id.
+        name: A readable name, by default made from the tags.
+        limit: Credits allowed per period.
+        tags: The tags an action must carry to count against the budget (empty: every action).
+        period: ``"day"``, ``"month"`` or ``None`` (the budget never resets).
+        hard: Whether actions that would exceed it are refused before they run.
+        spent: Credits spent in the current period.
+    """
+
+    id: str
+    name: str
+    limit: Credits
+    tags: dict[str, str]
+    period: Literal["day", "month"] | None
+    hard: bool
+    spent: Credits
+
+
+class Alert(_Model):
+    """Something the wallet tells its owner about: a low balance or a budget crossing.
+
+    Attributes:
+        kind: ``"low_balance"`` or ``"budget"``.
+        message: A sentence for a human.
+        threshold: The threshold that was crossed, in credits.
+        value: The balance, or the budget's spending, after the crossing.
+        budget_id: The budget's id for budget alerts.
+        at: When the alert fired.
+    """
+
+    kind: Literal["low_balance", "budget"]
+    message: str
+    threshold: SignedCredits
+    value: SignedCredits
+    budget_id: str | None = None
+    at: _dt.datetime
+
+
+def _name(value: Any) -> str:
+    return check_name(value, "action")
+
+
+def _tags(value: Any) -> dict[str, str]:
+    return check_tags(value)
+
+
+def _aware(value: _dt.datetime) -> _dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("must be timezone-aware")
+    return value
+
+
+class UsageRecordModel(_Model):
+    """The validating form of a `UsageRecord`, used at the edges (wire, files, service)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    action: Annotated[str, AfterValidator(_name)]
+    action_type: Annotated[str, Field(min_length=1, max_length=64)]
+    units: Annotated[int, Field(gt=0, strict=True)]
+    credits: Credits
+    environment: Annotated[str, Field(min_length=1, max_length=64)]
+    tags: Annotated[dict[str, Any], AfterValidator(_tags)] = Field(default_factory=dict)
+    conversation_id: Annotated[str, Field(max_length=256)] | None = None
+    started_at: Annotated[_dt.datetime, AfterValidator(_aware)] | None = None
+    start_time_ns: Annotated[int, Field(ge=0)] | None = None
+    duration_ns: Annotated[int, Field(ge=0)] = 0
+    outcome: Literal["ok", "error"] = "ok"
+    error_type: Annotated[str, Field(max_length=256)] | None = None
+    trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    span_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+
+    def to_record(self) -> UsageRecord:
+        """Return the plain `UsageRecord` this model describes."""
+        if self.start_time_ns is not None:
+            start_ns = self.start_time_ns
+        elif self.started_at is not None:
+            delta = self.started_at - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+            start_ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + (
+                delta.microseconds * 1000
+            )
+        else:
+            raise ConfigurationError(
+                "started_at", None, "either started_at or start_time_ns is required"
+            )
+        return UsageRecord(
+            self.id,
+            self.action,
+            self.action_type,
+            self.units,
+            self.credits,
+            self.environment,
+            dict(self.tags),
+            self.conversation_id,
+            start_ns,
+            self.duration_ns,
+            self.outcome,
+            self.error_type,
+            self.trace_id,
+            self.span_id,
+        )
+
+    @classmethod
+    def parse(cls, data: Any) -> UsageRecord:
+        """Validate `data` and return the record.
+
+        Raises:
+            ConfigurationError: A field is missing or wrong; the error names it.
+        """
+        try:
+            return cls.model_validate(data).to_record()
+        except ValidationError as exc:
+            raise validation_error(exc, "record") from None

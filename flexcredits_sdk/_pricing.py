@@ -1,0 +1,310 @@
+"""Rate cards: what an action costs in credits, and what a credit costs in money.
+
+Credits are ``int`` or ``decimal.Decimal`` and money is ``Decimal``; a float is refused
+wherever a price is read, because a float cannot hold 0.005 exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ._exceptions import RateCardError, UnknownActionType, UnknownEnvironment
+
+__all__ = ["Credits", "Money", "RateCard", "to_exact"]
+
+
+def to_exact(value: Any, field: str = "value") -> int | Decimal:
+    """Return `value` as an int, or as a Decimal when it has a fractional part.
+
+    Accepts ints, Decimals and decimal strings; refuses floats and booleans.
+
+    Raises:
+        RateCardError: The value is a float, a boolean, not a number, or not finite.
+    """
+    if isinstance(value, bool):
+        raise RateCardError(field, value, "must be a number, not a boolean")
+    if isinstance(value, float):
+        raise RateCardError(
+            field, value, 'floats are not exact; write the number as a string, e.g. "0.5"'
+        )
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except InvalidOperation:
+            raise RateCardError(field, value, "is not a decimal number") from None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise RateCardError(field, value, "must be finite")
+        return int(value) if value == value.to_integral_value() else value
+    raise RateCardError(field, value, "must be an int, a Decimal or a decimal string")
+
+
+def _non_negative(value: Any) -> int | Decimal:
+    exact = to_exact(value)
+    if exact < 0:
+        raise ValueError("must not be negative")
+    return exact
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(_non_negative(value))
+
+
+#: Credits: a non-negative int or Decimal (decimal strings are accepted in files).
+Credits = Annotated[int | Decimal, BeforeValidator(_non_negative)]
+#: Money in the rate card's currency, as a Decimal.
+Money = Annotated[Decimal, BeforeValidator(_money)]
+#: Prices per environment, e.g. ``{"production": 20, "sandbox": 16}``.
+EnvironmentPrices = dict[Annotated[str, Field(min_length=1)], Credits]
+
+
+def _rate_card_error(exc: ValidationError, data: Any) -> RateCardError:
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "rate_card"
+    return RateCardError(field, first.get("input", data), first["msg"])
+
+
+class RateCard(BaseModel):
+    """Credits per action type per environment, and the price of a credit.
+
+    An action is priced by its name when `actions` lists it, otherwise by its type in
+    `action_types`. Both map an environment name to the credits one unit costs.
+
+    Example:
+        >>> card = RateCard.agentforce()
+        >>> card.price("standard", "production")
+        20
+        >>> card.usd(20)
+        Decimal('0.100')
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "custom"
+    description: str = ""
+    currency: Literal["USD"] = "USD"
+    pack_credits: Annotated[int, Field(gt=0, strict=True)] = 100_000
+    pack_price: Money = Decimal(500)
+    credit_price: Money | None = None
+    bill_failed: bool = True
+    action_types: dict[Annotated[str, Field(min_length=1)], EnvironmentPrices]
+    actions: dict[Annotated[str, Field(min_length=1)], EnvironmentPrices] = Field(
+        default_factory=dict
+    )
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _rate_card_error(exc, data) from None
+        if not self.action_types:
+            raise RateCardError("action_types", self.action_types, "must price at least one type")
+
+    # --- presets --------------------------------------------------------------------------------
+
+    @classmethod
+    def agentforce(cls) -> Self:
+        """Salesforce Agentforce Flex Credits.
+
+        Source: Salesforce, "Agentforce pricing" (salesforce.com/agentforce/pricing), Flex
+        Credits as announced on 2025-05-15: packs of 100,000 credits for $500; a standard or
+        custom action costs 20 credits ($0.10) in production and 16 in a sandbox.
+        """
+        return cls(
+            name="agentforce",
+            description="Salesforce Agentforce Flex Credits (2025-05-15)",
+            pack_credits=100_000,
+            pack_price=Decimal(500),
+            action_types={
+                "standard": {"production": 20, "sandbox": 16},
+                "custom": {"production": 20, "sandbox": 16},
+            },
+        )
+
+    # --- pricing --------------------------------------------------------------------------------
+
+    @property
+    def usd_per_credit(self) -> Decimal:
+        """The price of one credit: `credit_price`, or the pack price over the pack size."""
+        if self.credit_price is not None:
+            return self.credit_price
+        return self.pack_price / self.pack_credits
+
+    @property
+    def environments(self) -> frozenset[str]:
+        """Every environment that some action type or action is priced in."""
+        envs: set[str] = set()
+        for prices in (*self.action_types.values(), *self.actions.values()):
+            envs.update(prices)
+        return frozenset(envs)
+
+    def price(
+        self, action_type: str, environment: str, *, action: str | None = None
+    ) -> int | Decimal:
+        """Return the credits one unit of an action costs.
+
+        Args:
+            action_type: The action's type, e.g. ``"standard"``.
+            environment: The environment, e.g. ``"production"``.
+            action: The action's name; a price listed under `actions` for it wins.
+
+        Raises:
+            UnknownActionType: The card prices neither the action nor its type.
+            UnknownEnvironment: The card does not price the type in that environment.
+        """
+        prices = self.actions.get(action) if action is not None else None
+        if prices is None:
+            prices = self.action_types.get(action_type)
+            if prices is None:
+                raise UnknownActionType(
+                    "action_type",
+                    action_type,
+                    f"rate card {self.name!r} prices {sorted(self.action_types)}",
+                )
+        try:
+            return prices[environment]
+        except KeyError:
+            raise UnknownEnvironment(
+                "environment",
+                environment,
+                f"rate card {self.name!r} prices {action_type!r} in {sorted(prices)}",
+            ) from None
+
+    def usd(self, credits: int | Decimal) -> Decimal:
+        """Return what `credits` cost in USD, exactly (no rounding)."""
+        return credits * self.usd_per_credit
+
+    def packs_for(self, credits: int | Decimal) -> int:
+        """Return how many packs cover `credits` (rounded up; 0 for nothing)."""
+        if credits <= 0:
+            return 0
+        return math.ceil(Decimal(credits) / self.pack_credits)
+
+    def check_environment(self, environment: Any) -> str:
+        """Return `environment` if the card prices something in it.
+
+        Raises:
+            UnknownEnvironment: It is not one of `environments`.
+        """
+        if not isinstance(environment, str) or environment not in self.environments:
+            raise UnknownEnvironment(
+                "environment",
+                environment,
+                f"rate card {self.name!r} prices {sorted(self.environments)}",
+            )
+        return environment
+
+    # --- files ----------------------------------------------------------------------------------
+
+    @classmethod
+    def loads(cls, text: str, format: Literal["json", "toml"] = "json") -> Self:
+        """Parse a rate card from JSON or TOML text.
+
+        Raises:
+            RateCardError: The text does not parse, or a field is missing or wrong.
+        """
+        try:
+            data = json.loads(text) if format == "json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise RateCardError(
+                "rate_card", text[:60], f"is not valid {format.upper()}: {exc}"
+            ) from None
+        if not isinstance(data, dict):
+            raise RateCardError("rate_card", data, "must be a JSON object or TOML table")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Load a rate card from a ``.json`` or ``.toml`` file.
+
+        Raises:
+            RateCardError: The file has another suffix, does not parse, or a field is wrong.
+            OSError: The file cannot be read.
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".toml"):
+            raise RateCardError("path", str(path), "must end in .json or .toml")
+        return cls.loads(
+            path.read_text(encoding="utf-8"), format="json" if suffix == ".json" else "toml"
+        )
+
+    def dumps(self, format: Literal["json", "toml"] = "json") -> str:
+        """Return the rate card as JSON or TOML text that `loads` reads back unchanged."""
+        data = self._plain()
+        if format == "json":
+            return json.dumps(data, indent=2) + "\n"
+        return _to_toml(data)
+
+    def dump(self, path: str | Path) -> None:
+        """Write the rate card to a ``.json`` or ``.toml`` file, by its suffix."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".toml"):
+            raise RateCardError("path", str(path), "must end in .json or .toml")
+        path.write_text(self.dumps("json" if suffix == ".json" else "toml"), encoding="utf-8")
+
+    def _plain(self) -> dict[str, Any]:
+        def exact(value: int | Decimal) -> int | str:
+            return value if isinstance(value, int) else str(value)
+
+        data: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "currency": self.currency,
+            "pack_credits": self.pack_credits,
+            "pack_price": str(self.pack_price),
+            "bill_failed": self.bill_failed,
+        }
+        if self.credit_price is not None:
+            data["credit_price"] = str(self.credit_price)
+        data["action_types"] = {
+            t: {env: exact(c) for env, c in prices.items()}
+            for t, prices in self.action_types.items()
+        }
+        if self.actions:
+            data["actions"] = {
+                a: {env: exact(c) for env, c in prices.items()}
+                for a, prices in self.actions.items()
+            }
+        return data
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _toml_key(key: str) -> str:
+    return (
+        key
+        if key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+        else json.dumps(key)
+    )
+
+
+def _to_toml(data: dict[str, Any]) -> str:
+    lines = [
+        f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)
+    ]
+    for table, entries in data.items():
+        if not isinstance(entries, dict):
+            continue
+        lines.append("")
+        lines.append(f"[{table}]")
+        for key, prices in entries.items():
+            inner = ", ".join(f"{_toml_key(env)} = {_toml_value(c)}" for env, c in prices.items())
+            lines.append(f"{_toml_key(key)} = {{ {inner} }}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,199 @@
+"""Usage records and their ids.
+
+A `UsageRecord` is made once per action, on the caller's thread, so it is a plain named tuple:
+immutable, cheap to build, and free of validation. Validation happens at the edges (wallet
+service, exporter) with the pydantic model in `flexcredits_sdk._models`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import os
+import random
+import time
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
+
+from ._exceptions import ConfigurationError
+
+__all__ = ["Outcome", "UsageRecord", "derive_id", "make_id", "new_id"]
+
+Outcome = Literal["ok", "error"]
+
+_UTC = _dt.UTC
+
+# --- UUIDv7 ------------------------------------------------------------------------------------
+#
+# RFC 9562 UUIDv7: 48 bits of Unix milliseconds, version 7, 12 bits rand_a, variant 0b10 and
+# 62 bits rand_b. Ids must be cheap to make on the caller's thread, so rand_a and rand_b are a
+# per-process random value whose low 48 bits also count up ("method 2" of RFC 9562, section
+# 6.2): ids are unique within a process without a system call each, and unique across processes
+# unless two 74-bit random draws collide. A forked child draws again. The time prefix of the
+# string is formatted once per millisecond.
+
+_MASK_48 = (1 << 48) - 1
+
+
+class _IdState:
+    __slots__ = ("counter", "middle", "ms", "prefix")
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        draw = random.SystemRandom().getrandbits(74)
+        # The counter starts below 2**47, so it stays within its 48 bits for 2**47 ids.
+        rand_a, rand_b_high, low = draw >> 62, (draw >> 48) & 0x3FFF, draw & (_MASK_48 >> 1)
+        self.middle = f"7{rand_a:03x}-{(0b10 << 14) | rand_b_high:04x}-"
+        self.counter = itertools.count(low)
+        self.ms = -1
+        self.prefix = ""
+
+    def set_ms(self, ms: int) -> None:
+        h = f"{ms & _MASK_48:012x}"
+        self.prefix = f"{h[:8]}-{h[8:]}-{self.middle}"
+        self.ms = ms
+
+
+_state = _IdState()
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=_state.reseed)
+
+_time_ns = time.time_ns
+
+
+def make_id(now_ns: int) -> str:
+    """Return the UUIDv7 string for an action starting at `now_ns` (hot path)."""
+    state = _state
+    ms = now_ns // 1_000_000
+    if ms != state.ms:
+        state.set_ms(ms)
+    return f"{state.prefix}{next(state.counter):012x}"
+
+
+def new_id(now_ns: int | None = None) -> str:
+    """Return a new UUIDv7 string, time-ordered, for use as a record's idempotency key.
+
+    Args:
+        now_ns: The Unix time in nanoseconds to embed; the current time when omitted.
+    """
+    return make_id(_time_ns() if now_ns is None else now_ns)
+
+
+_DERIVE_NAMESPACE = uuid.UUID("6f1c2a4e-9b57-4d0a-8f6e-3c1f0e9d7a21")
+
+
+def derive_id(run_id: str, step: str | int) -> str:
+    """Return a deterministic record id for step `step` of run `run_id`.
+
+    Frameworks that re-run a step after a crash (durable workflows, retried tasks) pass the same
+    `run_id` and `step` again and so get the same id: the wallet books that action once.
+
+    Args:
+        run_id: A stable id of the workflow run.
+        step: The step's stable name or index within the run.
+
+    Returns:
+        A UUID string (version 5 over the run id and step).
+
+    Raises:
+        ConfigurationError: `run_id` is empty or not a string, or `step` is neither a string
+            nor an int.
+    """
+    if not isinstance(run_id, str) or not run_id:
+        raise ConfigurationError("run_id", run_id, "must be a non-empty string")
+    if isinstance(step, bool) or not isinstance(step, str | int):
+        raise ConfigurationError("step", step, "must be a string or an int")
+    return str(uuid.uuid5(_DERIVE_NAMESPACE, f"{run_id}\x1f{step}"))
+
+
+# --- the record --------------------------------------------------------------------------------
+
+
+class UsageRecord(NamedTuple):
+    """One metered action: what ran, what it cost, and where.
+
+    Records are immutable. ``id`` is made when the action starts and is the idempotency key
+    every wallet books once.
+
+    Attributes:
+        id: UUIDv7 string (or a `derive_id` value), made when the action started.
+        action: The action's name.
+        action_type: The rate card's action type, e.g. ``"standard"``.
+        units: How many billable actions this record stands for (``get_time_slots`` x2 is 2).
+        credits: The credits charged: ``int`` or ``Decimal``, never ``float``.
+        environment: ``"production"``, ``"sandbox"`` or another environment of the rate card.
+        tags: Tag keys and values, both strings.
+        conversation_id: The conversation the action ran in, if any.
+        start_time_ns: Unix time in nanoseconds when the action started.
+        duration_ns: How long the action ran, in nanoseconds.
+        outcome: ``"ok"`` or ``"error"``.
+        error_type: The exception's qualified type name when the outcome is ``"error"``.
+        trace_id: The OpenTelemetry trace id (32 hex digits) of the action's span, if any.
+        span_id: The OpenTelemetry span id (16 hex digits) of the action's span, if any.
+    """
+
+    id: str
+    action: str
+    action_type: str
+    units: int
+    credits: int | Decimal
+    environment: str
+    tags: Mapping[str, str]
+    conversation_id: str | None
+    start_time_ns: int
+    duration_ns: int
+    outcome: Outcome = "ok"
+    error_type: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    @property
+    def started_at(self) -> _dt.datetime:
+        """When the action started, as an aware UTC datetime."""
+        seconds, ns = divmod(self.start_time_ns, 1_000_000_000)
+        return _dt.datetime.fromtimestamp(seconds, _UTC).replace(microsecond=ns // 1000)
+
+    @property
+    def duration_ms(self) -> float:
+        """How long the action ran, in milliseconds."""
+        return self.duration_ns / 1_000_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the record as JSON-ready data, as the wire protocol carries it.
+
+        Credits are written as an int, or as a decimal string when fractional, so no precision
+        is lost to floating point.
+        """
+        credits = self.credits
+        return {
+            "id": self.id,
+            "action": self.action,
+            "action_type": self.action_type,
+            "units": self.units,
+            "credits": credits if isinstance(credits, int) else str(credits),
+            "environment": self.environment,
+            "tags": dict(self.tags),
+            "conversation_id": self.conversation_id,
+            "started_at": self.started_at.isoformat(),
+            "start_time_ns": self.start_time_ns,
+            "duration_ns": self.duration_ns,
+            "outcome": self.outcome,
+            "error_type": self.error_type,
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
+        """Build a record from `to_dict` output, validating every field.
+
+        Raises:
+            ConfigurationError: A field is missing or has the wrong type or value.
+        """
+        from ._models import UsageRecordModel
+
+        return UsageRecordModel.parse(data)

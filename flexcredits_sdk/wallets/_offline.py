@@ -1,0 +1,424 @@
+"""The offline wallet: the Digital Wallet, in-process, with no server."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import ConfigurationError
+from .._ledger import Hold, Ledger, Overdraft, Period, datetime_to_ns
+from .._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
+from .._pricing import RateCard
+from .._records import UsageRecord
+from .._usage import Bucket, RecordFilter, RecordLog, group_usage
+from .._validate import check_aware, check_credits, check_name, check_tags
+from ._store import SqliteStore
+
+__all__ = ["OfflineWallet"]
+
+#: Queued records are booked once this many wait, so the queue stays short.
+_DRAIN_AT = 512
+_credits = itemgetter(4)
+_start_ns = itemgetter(8)
+_duration_ns = itemgetter(9)
+
+logger = logging.getLogger("flexcredits_sdk")
+
+AlertCallback = Callable[[Alert], Any]
+
+
+def _parse_threshold(threshold: Any) -> tuple[int | Decimal | None, Decimal | None]:
+    if isinstance(threshold, str):
+        text = threshold.strip()
+        if text.endswith("%"):
+            try:
+                percent = Decimal(text[:-1])
+            except InvalidOperation:
+                percent = Decimal("NaN")
+            if percent.is_finite() and 0 < percent <= 100:
+                return None, percent
+        raise ConfigurationError(
+            "threshold", threshold, "must be credits (int or Decimal) or a percentage like '10%'"
+        )
+    return check_credits(threshold, "threshold"), None
+
+
+class OfflineWallet:
+    """A wallet that prices and books every action in this process.
+
+    Thread-safe. One balance serves every environment (sandbox use draws from the same credits,
+    as in the Digital Wallet); usage is reported per environment.
+
+    Args:
+        rate_card: Prices packs and credits in money (Agentforce Flex Credits by default).
+        overdraft: ``"allow"`` (default) lets the balance go negative, showing what is owed;
+            ``"deny"`` refuses actions the balance does not cover with `InsufficientCredits`,
+            before their body runs.
+        path: A SQLite file that keeps the ledger across restarts; in memory when omitted.
+            One process at a time may use a file (share a wallet between processes through
+            the wallet service).
+        clock: Returns the current Unix time in nanoseconds (for tests); `time.time_ns` by
+            default. Records are booked at their own end time.
+
+    Example:
+        >>> wallet = OfflineWallet()
+        >>> _ = wallet.buy_packs(1)
+        >>> wallet.balance().credits
+        100000
+    """
+
+    def __init__(
+        self,
+        *,
+        rate_card: RateCard | None = None,
+        overdraft: Overdraft = "allow",
+        path: str | Path | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        if rate_card is not None and not isinstance(rate_card, RateCard):
+            raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
+        self.rate_card = rate_card or RateCard.agentforce()
+        self._ledger = Ledger(self.rate_card, overdraft=overdraft)
+        self._log = RecordLog()
+        self._lock = threading.Lock()
+        self._clock = clock or time.time_ns
+        self._alert_callbacks: list[AlertCallback] = []
+        self._watch_callbacks: dict[str, AlertCallback] = {}
+        self._pending: deque[UsageRecord] = deque()
+        self._store: SqliteStore | None = None
+        if path is not None:
+            self._store = SqliteStore(Path(path))
+            self._store.replay(self._ledger, self._log)
+        self._update_mode()
+
+    def __repr__(self) -> str:
+        where = f"path={str(self._store.path)!r}" if self._store else "in memory"
+        records = len(self._log) + len(self._pending)
+        return f"OfflineWallet({where}, overdraft={self._ledger.overdraft!r}, records={records})"
+
+    # --- the meter's side ---------------------------------------------------------------------
+
+    def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> Hold:
+        """Reserve `credits` for an action about to run, or refuse it.
+
+        Raises:
+            InsufficientCredits: The overdraft policy is ``"deny"`` and the balance is short.
+            BudgetExceeded: A matching hard budget would be exceeded.
+        """
+        with self._lock:
+            self._drain()
+            return self._ledger.authorize(action, credits, tags, self._clock())
+
+    def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
+        """Book one record (once per id); called by the meter when an action finishes.
+
+        When nothing can react to a booking (no file, no holds, budgets or low-balance
+        watches), the record is only queued here, on the caller's thread, and booked by the
+        next call that reads or changes the wallet: every answer still includes it.
+        """
+        if self._eager or hold is not None:
+            self.book(record, hold)
+        else:
+            pending = self._pending
+            pending.append(record)
+            if len(pending) >= _DRAIN_AT:
+                with self._lock:
+                    self._drain()
+
+    def book(self, record: UsageRecord, hold: Hold | None = None) -> bool:
+        """Book one record unless its id was booked before; return whether it was booked now."""
+        with self._lock:
+            self._drain()
+            booked, fired = self._book(record, hold)
+        if fired:
+            self._dispatch(fired)
+        return booked
+
+    def _book(self, record: UsageRecord, hold: Hold | None) -> tuple[bool, list[Alert]]:
+        if record.id in self._log:
+            if hold is not None:
+                self._ledger.release(hold)
+            return False, []
+        now = record.start_time_ns + record.duration_ns
+        if self._store is not None:
+            self._store.add_record(record, now)
+        self._log.add(record)
+        return True, self._ledger.book(record, now, hold)
+
+    def _drain(self) -> None:
+        """Book the queued records; the caller holds the lock."""
+        pending = self._pending
+        if not pending:
+            return
+        batch = [pending.popleft() for _ in range(len(pending))]
+        ledger = self._ledger
+        # A bound on the batch's latest end time, computed at C speed.
+        last = max(map(_start_ns, batch)) + max(map(_duration_ns, batch))
+        if last >= ledger.next_expiry:
+            for record in batch:  # a grant expires within the batch: book in time order
+                self._book(record, None)
+            return
+        added = self._log.add_many(batch)
+        if added:
+            ledger.book_credits(sum(map(_credits, added)), last)
+
+    def _update_mode(self) -> None:
+        self.needs_authorization = self._ledger.needs_authorization
+        self._eager = bool(
+            self._store is not None or self._ledger.needs_authorization or self._ledger.reacts
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing is pending in an offline wallet: return ``True``."""
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Close the SQLite file, if any."""
+        with self._lock:
+            self._drain()
+            if self._store is not None:
+                self._store.close()
+        return True
+
+    close = shutdown
+
+    # --- grants -------------------------------------------------------------------------------
+
+    def grant(
+        self,
+        credits: int | Decimal,
+        *,
+        source: str = "grant",
+        expires_at: _dt.datetime | None = None,
+        priority: int = 1,
+    ) -> GrantInfo:
+        """Add credits.
+
+        Args:
+            credits: How many credits (positive int or Decimal).
+            source: Where they come from, e.g. ``"purchase"``, ``"promotion"``, ``"seat"``.
+            expires_at: When unused credits expire (timezone-aware), or never.
+            priority: Burn order: grants with a lower number are used first; then the one
+                expiring soonest; then the oldest.
+
+        Raises:
+            ConfigurationError: A value is out of range or of the wrong type.
+        """
+        credits = check_credits(credits, "credits", allow_zero=False)
+        check_name(source, "source")
+        expires_ns = (
+            None if expires_at is None else datetime_to_ns(check_aware(expires_at, "expires_at"))
+        )
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ConfigurationError("priority", priority, "must be an int")
+        with self._lock:
+            self._drain()
+            now = self._clock()
+            info, fired = self._ledger.grant(
+                credits, now_ns=now, source=source, priority=priority, expires_ns=expires_ns
+            )
+            if self._store is not None:
+                self._store.add_event(
+                    "grant",
+                    now,
+                    {
+                        "credits": str(credits),
+                        "source": source,
+                        "priority": priority,
+                        "expires_ns": expires_ns,
+                        "id": info.id,
+                    },
+                )
+        if fired:
+            self._dispatch(fired)
+        return info
+
+    def buy_packs(self, packs: int = 1, *, expires_at: _dt.datetime | None = None) -> GrantInfo:
+        """Add `packs` packs of the rate card's size (Agentforce: 100,000 credits for $500).
+
+        Raises:
+            ConfigurationError: `packs` is not a positive int.
+        """
+        if isinstance(packs, bool) or not isinstance(packs, int) or packs <= 0:
+            raise ConfigurationError("packs", packs, "must be a positive int")
+        return self.grant(
+            packs * self.rate_card.pack_credits, source="purchase", expires_at=expires_at
+        )
+
+    def grants(self) -> list[GrantInfo]:
+        """Return every grant with what is left of it, oldest first."""
+        with self._lock:
+            self._drain()
+            return self._ledger.grants(self._clock())
+
+    # --- questions ----------------------------------------------------------------------------
+
+    def balance(self) -> Balance:
+        """Return the current balance (one balance across every environment)."""
+        with self._lock:
+            self._drain()
+            return self._ledger.balance(self._clock())
+
+    def usage(
+        self,
+        group_by: Sequence[str] = (),
+        *,
+        environment: str | None = None,
+        since: _dt.datetime | None = None,
+        until: _dt.datetime | None = None,
+        bucket: Bucket | None = None,
+    ) -> list[UsageRow]:
+        """Return usage grouped by record fields and tags.
+
+        Args:
+            group_by: Record fields (``action``, ``action_type``, ``environment``,
+                ``conversation_id``, ``outcome``) or tag keys, e.g. ``["department"]``.
+                Empty: one row with the totals.
+            environment: Only this environment.
+            since: Only actions started at or after this (timezone-aware) time.
+            until: Only actions started before this time.
+            bucket: Also group by ``"hour"``, ``"day"`` or ``"month"`` (UTC).
+
+        Returns:
+            Rows with the most credits first.
+        """
+        where = RecordFilter(environment=environment, since=since, until=until)
+        with self._lock:
+            self._drain()
+            selected = self._log.select(where)
+        return group_usage(selected, group_by, self.rate_card, bucket=bucket)
+
+    def records(
+        self,
+        *,
+        action: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        environment: str | None = None,
+        conversation_id: str | None = None,
+        since: _dt.datetime | None = None,
+        until: _dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[UsageRecord]:
+        """Return booked records, oldest first, filtered by any of the arguments."""
+        where = RecordFilter(
+            action=action,
+            tags=tags,
+            environment=environment,
+            conversation_id=conversation_id,
+            since=since,
+            until=until,
+        )
+        with self._lock:
+            self._drain()
+            return self._log.select(where, limit)
+
+    # --- budgets and alerts -------------------------------------------------------------------
+
+    def set_budget(
+        self,
+        credits: int | Decimal,
+        *,
+        tags: Mapping[str, str] | None = None,
+        period: Period | None = "month",
+        hard: bool = True,
+        name: str | None = None,
+    ) -> BudgetInfo:
+        """Limit the credits that actions carrying `tags` may use per period.
+
+        A hard budget refuses an action that would exceed it with `BudgetExceeded` before the
+        action's body runs; a soft one lets it run and sends a ``"budget"`` alert to the
+        `on_alert` callbacks, once per period. A budget with the same tags and period replaces
+        the earlier one.
+
+        Args:
+            credits: The limit per period.
+            tags: The tags an action must carry to count (all of them); every action if empty.
+            period: ``"month"`` or ``"day"`` (calendar, UTC), or ``None`` for no reset.
+            hard: Refuse (True) or only alert (False).
+            name: A readable name; made from the tags when omitted.
+        """
+        credits = check_credits(credits, "credits")
+        tags = check_tags(tags or {})
+        if not isinstance(hard, bool):
+            raise ConfigurationError("hard", hard, "must be True or False")
+        if name is not None:
+            check_name(name, "name")
+        with self._lock:
+            self._drain()
+            now = self._clock()
+            info = self._ledger.set_budget(
+                credits, now_ns=now, tags=tags, period=period, hard=hard, name=name
+            )
+            if self._store is not None:
+                self._store.add_event(
+                    "budget",
+                    now,
+                    {
+                        "credits": str(credits),
+                        "tags": tags,
+                        "period": period,
+                        "hard": hard,
+                        "name": name,
+                    },
+                )
+            self._update_mode()
+        return info
+
+    def budgets(self) -> list[BudgetInfo]:
+        """Return every budget with what it spent in its current period."""
+        with self._lock:
+            self._drain()
+            return self._ledger.budgets(self._clock())
+
+    def on_low_balance(self, threshold: int | Decimal | str, callback: AlertCallback) -> None:
+        """Call `callback(alert)` each time the balance falls below `threshold`.
+
+        Fires once per downward crossing and re-arms when the balance is back at or above the
+        threshold (after a grant). Callbacks run on the thread that booked the record; an
+        exception in one is logged, never raised.
+
+        Args:
+            threshold: Credits, or a percentage of the unexpired grants' credits such as ``"10%"``.
+            callback: Called with an `Alert`.
+        """
+        credits, percent = _parse_threshold(threshold)
+        if not callable(callback):
+            raise ConfigurationError("callback", callback, "must be callable")
+        with self._lock:
+            self._drain()
+            watch_id = self._ledger.watch_low_balance(
+                credits=credits, percent=percent, now_ns=self._clock()
+            )
+            self._watch_callbacks[watch_id] = callback
+            self._update_mode()
+
+    def on_alert(self, callback: AlertCallback) -> None:
+        """Call `callback(alert)` for every alert: low balance and budgets."""
+        if not callable(callback):
+            raise ConfigurationError("callback", callback, "must be callable")
+        self._alert_callbacks.append(callback)
+
+    def alerts(self) -> list[Alert]:
+        """Return every alert fired so far, oldest first."""
+        with self._lock:
+            self._drain()
+            return list(self._ledger.alerts)
+
+    def _dispatch(self, fired: list[Alert]) -> None:
+        for alert in fired:
+            callbacks = list(self._alert_callbacks)
+            if alert.budget_id in self._watch_callbacks:
+                callbacks.insert(0, self._watch_callbacks[alert.budget_id])
+            for callback in callbacks:
+                try:
+                    callback(alert)
+                except Exception:
+                    logger.exception("flexcredits alert callback %r failed", callback)
