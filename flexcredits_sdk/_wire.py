@@ -1,0 +1,136 @@
+"""The wire protocol between the SDK and a wallet service: request and answer models.
+
+JSON over HTTP, versioned paths, bearer-token auth (``Authorization: Bearer <key>``); request
+bodies may be gzip-compressed (``Content-Encoding: gzip``).
+
+=======  ======================  ===================  =================================
+method   path                    body                 answer
+=======  ======================  ===================  =================================
+POST     /v1/records             `IngestRequest`      `IngestResponse` (200) or 422
+GET      /v1/balance                                  `Balance`
+GET      /v1/usage               query: `UsageQuery`  `UsageResponse`
+GET      /v1/records             query: records       `RecordsResponse`
+GET      /v1/grants                                   `GrantsResponse`
+POST     /v1/grants              `GrantRequest`       `GrantInfo` (admin key)
+=======  ======================  ===================  =================================
+
+Ingestion is idempotent per record: each record's ``id`` is its idempotency key and the service
+books an id once per tenant, whatever the retries; a batch also carries an ``Idempotency-Key``
+header (the batch id). A batch is validated whole before anything is booked: when any record is
+invalid the answer is 422 with an `IngestResponse` whose results name the rejected records and
+their reasons (``status="rejected"``) and mark the others ``"not_booked"``; nothing in the batch
+is booked, and the client resends the valid records. Errors other than per-record ones are an
+`ErrorResponse`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._models import GrantInfo, UsageRecordModel, UsageRow
+
+__all__ = [
+    "API_VERSION",
+    "MAX_BATCH_RECORDS",
+    "ErrorDetail",
+    "ErrorResponse",
+    "GrantRequest",
+    "GrantsResponse",
+    "IngestRequest",
+    "IngestResponse",
+    "RecordResult",
+    "RecordsResponse",
+    "UsageQuery",
+    "UsageResponse",
+]
+
+#: The path prefix of this protocol version.
+API_VERSION = "v1"
+#: The most records one ingestion batch may carry.
+MAX_BATCH_RECORDS = 5_000
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IngestRequest(_Model):
+    """``POST /v1/records``: a batch of usage records."""
+
+    records: Annotated[list[UsageRecordModel], Field(min_length=1, max_length=MAX_BATCH_RECORDS)]
+
+
+class RecordResult(_Model):
+    """What the service did with one record of a batch.
+
+    ``accepted``: booked now. ``duplicate``: booked before (same id), not booked again.
+    ``rejected``: invalid, with the reason. ``not_booked``: valid, but the batch was refused
+    because another record in it is invalid; send it again.
+    """
+
+    id: str
+    status: Literal["accepted", "duplicate", "rejected", "not_booked"]
+    reason: str | None = None
+
+
+class IngestResponse(_Model):
+    """The answer to a batch: one result per record, in the batch's order, and the counts."""
+
+    results: list[RecordResult]
+    accepted: int
+    duplicates: int
+    rejected: int
+
+
+class GrantRequest(_Model):
+    """``POST /v1/grants``: add credits to the caller's wallet."""
+
+    credits: Annotated[int | Decimal, Field(gt=0)]
+    source: Annotated[str, Field(min_length=1, max_length=200)] = "grant"
+    expires_at: _dt.datetime | None = None
+    priority: int = 1
+
+
+class GrantsResponse(_Model):
+    """``GET /v1/grants``."""
+
+    grants: list[GrantInfo]
+
+
+class UsageQuery(_Model):
+    """``GET /v1/usage`` query parameters (``group_by`` may repeat)."""
+
+    group_by: list[str] = Field(default_factory=list)
+    environment: str | None = None
+    since: _dt.datetime | None = None
+    until: _dt.datetime | None = None
+    bucket: Literal["hour", "day", "month"] | None = None
+
+
+class UsageResponse(_Model):
+    """``GET /v1/usage``: rows with the most credits first."""
+
+    rows: list[UsageRow]
+
+
+class RecordsResponse(_Model):
+    """``GET /v1/records``: records oldest first."""
+
+    records: list[UsageRecordModel]
+
+
+class ErrorDetail(_Model):
+    """A machine-readable code and a sentence; never a stack trace."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(_Model):
+    """Any error answer other than a 422 on ingestion."""
+
+    error: ErrorDetail

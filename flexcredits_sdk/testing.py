@@ -1,0 +1,1 @@
+"""pytest plugin and helpers for asserting what a code path costs."""
