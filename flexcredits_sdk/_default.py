@@ -18,6 +18,10 @@ __all__ = ["action", "configure", "flush", "get_meter", "metered_action", "shutd
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: Whether the default meter may build a network wallet from ``FLEXCREDITS_URL``; the pytest
+#: plugin turns this off so that a test suite never reaches the network unless a test asks.
+_ENV_WALLET_ALLOWED = True
+
 _DEFAULT = Meter()
 
 
