@@ -99,7 +99,7 @@ class _Budget:
     spent: Amount = 0
     held: Amount = 0
     period_start: int = 0
-    period_end: int = _NEVER
+    period_end: int = 0  # an empty window: the first roll() opens the current period
     alerted: bool = False
 
     def matches(self, tags: Mapping[str, str]) -> bool:
@@ -178,7 +178,9 @@ class Ledger:
         self._budgets: list[_Budget] = []
         self._hard_budgets = False
         self._watches: list[_Watch] = []
-        self._ids = itertools.count(1)
+        self._grant_seq = itertools.count(1)
+        self._budget_seq = itertools.count(1)
+        self._watch_seq = itertools.count(1)
         self.alerts: list[Alert] = []
 
     # --- state --------------------------------------------------------------------------------
@@ -243,7 +245,7 @@ class Ledger:
         """
         if now_ns >= self._next_expiry:
             self._expire(now_ns)
-        seq = next(self._ids)
+        seq = next(self._grant_seq)
         g = _Grant(
             id=grant_id or f"grant-{seq}",
             credits=credits,
@@ -402,7 +404,7 @@ class Ledger:
         tags = dict(tags or {})
         label = name or (", ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "all actions")
         budget = _Budget(
-            id=f"budget-{next(self._ids)}",
+            id=f"budget-{next(self._budget_seq)}",
             name=label,
             limit=credits,
             tags=tags,
@@ -466,7 +468,7 @@ class Ledger:
         Returns:
             The watch id, which alerts from this watch carry in ``budget_id``.
         """
-        watch = _Watch(id=f"watch-{next(self._ids)}", credits=credits, percent=percent)
+        watch = _Watch(id=f"watch-{next(self._watch_seq)}", credits=credits, percent=percent)
         watch.fired = self.credits(now_ns) < self._threshold(watch)
         self._watches.append(watch)
         return watch.id

@@ -175,19 +175,15 @@ class RecordLog:
     def add_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
         """Append each record whose id is new here; return those appended, in order."""
         ids = self._ids
-        before = len(ids)
-        ids.update([r[0] for r in records])
-        if len(ids) - before == len(records):  # every id new and distinct: the common case
-            added = records
-        else:
-            ids.difference_update([r[0] for r in records])
-            added = [r for r in records if self.add(r)]
-            return added
+        batch_ids = {r[0] for r in records}
+        if len(batch_ids) != len(records) or not ids.isdisjoint(batch_ids):
+            return [r for r in records if self.add(r)]  # some ids repeat: one by one
+        ids |= batch_ids
         tail = self._tail
-        tail.extend(added)
+        tail.extend(records)
         if len(tail) >= _CHUNK:
             self._seal()
-        return added
+        return records
 
     def _seal(self) -> None:
         self._chunks.append(tuple(zip(*self._tail, strict=True)))

@@ -91,7 +91,9 @@ def check_units(value: Any, field: str = "units") -> int:
     return value
 
 
-def check_credits(value: Any, field: str = "credits", *, allow_zero: bool = True) -> int | Decimal:
+def check_credits(
+    value: Any, field: str = "credits", *, allow_zero: bool = True, allow_negative: bool = False
+) -> int | Decimal:
     """Return `value` if it is a non-negative int or finite Decimal (never a float)."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise ConfigurationError(
@@ -99,8 +101,12 @@ def check_credits(value: Any, field: str = "credits", *, allow_zero: bool = True
         )
     if isinstance(value, Decimal) and not value.is_finite():
         raise ConfigurationError(field, value, "must be finite")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigurationError(field, value, "must be positive" if not allow_zero else ">= 0")
+    if allow_negative:
+        return value
+    if value < 0:
+        raise ConfigurationError(field, value, "must not be negative")
+    if value == 0 and not allow_zero:
+        raise ConfigurationError(field, value, "must be positive")
     return value
 
 

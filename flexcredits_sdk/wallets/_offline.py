@@ -48,7 +48,7 @@ def _parse_threshold(threshold: Any) -> tuple[int | Decimal | None, Decimal | No
         raise ConfigurationError(
             "threshold", threshold, "must be credits (int or Decimal) or a percentage like '10%'"
         )
-    return check_credits(threshold, "threshold"), None
+    return check_credits(threshold, "threshold", allow_negative=True), None
 
 
 class OfflineWallet:
@@ -386,7 +386,8 @@ class OfflineWallet:
         exception in one is logged, never raised.
 
         Args:
-            threshold: Credits, or a percentage of the unexpired grants' credits such as ``"10%"``.
+            threshold: Credits (negative: alert when that much is owed), or a percentage of the
+                unexpired grants' credits such as ``"10%"``.
             callback: Called with an `Alert`.
         """
         credits, percent = _parse_threshold(threshold)

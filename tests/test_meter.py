@@ -1,0 +1,578 @@
+"""The decorator and the context manager: every kind of callable, handles, refusals, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import flexcredits_sdk as fc
+
+
+@pytest.fixture
+def wallet() -> fc.OfflineWallet:
+    w = fc.OfflineWallet()
+    w.buy_packs(1)
+    return w
+
+
+@pytest.fixture
+def meter(wallet: fc.OfflineWallet) -> fc.Meter:
+    return fc.Meter(wallet=wallet)
+
+
+def only(wallet: fc.OfflineWallet) -> fc.UsageRecord:
+    records = wallet.records()
+    assert len(records) == 1, records
+    return records[0]
+
+
+# --- decorator forms ---------------------------------------------------------------------------
+
+
+def test_without_parentheses_names_the_action_after_the_qualname(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    @meter.metered_action
+    def identify_customer(email: str) -> str:
+        return email.upper()
+
+    assert identify_customer("a@b") == "A@B"
+    record = only(wallet)
+    assert record.action.endswith("identify_customer")
+    assert record.action == identify_customer.__qualname__
+    assert (record.units, record.credits, record.outcome) == (1, 20, "ok")
+    assert record.environment == "production"
+
+
+def test_with_parentheses_and_options(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    @meter.metered_action(name="slots", action_type="custom", units=2, tags={"agent": "fs"})
+    def get_time_slots() -> list[str]:
+        return []
+
+    get_time_slots()
+    record = only(wallet)
+    assert (record.action, record.action_type, record.units, record.credits) == (
+        "slots",
+        "custom",
+        2,
+        40,
+    )
+    assert record.tags == {"agent": "fs"}
+
+
+def test_keeps_signature_wrapped_and_kind(meter: fc.Meter) -> None:
+    def plain(a: int, b: str = "x") -> str:
+        return b * a
+
+    async def coro(a: int) -> int:
+        return a
+
+    def gen(n: int) -> Iterator[int]:
+        yield from range(n)
+
+    async def agen(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    for func, check in [
+        (plain, inspect.isfunction),
+        (coro, inspect.iscoroutinefunction),
+        (gen, inspect.isgeneratorfunction),
+        (agen, inspect.isasyncgenfunction),
+    ]:
+        wrapped: Any = meter.metered_action(func)
+        assert check(wrapped), func
+        assert wrapped.__wrapped__ is func
+        assert inspect.signature(wrapped) == inspect.signature(func)
+        assert wrapped.__name__ == func.__name__
+
+
+def test_return_value_and_exception_are_unchanged(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    sentinel = object()
+
+    @meter.metered_action
+    def ok() -> object:
+        return sentinel
+
+    class Boom(Exception):
+        pass
+
+    error = Boom("no")
+
+    @meter.metered_action
+    def fails() -> None:
+        raise error
+
+    assert ok() is sentinel
+    with pytest.raises(Boom) as info:
+        fails()
+    assert info.value is error
+    failed = wallet.records(action=fails.__qualname__)[0]
+    assert failed.outcome == "error"
+    assert failed.error_type == "test_return_value_and_exception_are_unchanged.<locals>.Boom"
+    assert failed.credits == 20  # the platform bills an action when it runs
+
+
+def test_failed_actions_are_free_when_the_card_says_so(wallet: fc.OfflineWallet) -> None:
+    card = fc.RateCard.agentforce().model_copy(update={"bill_failed": False})
+    meter = fc.Meter(rate_card=card, wallet=wallet)
+
+    @meter.metered_action
+    def fails() -> None:
+        raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        fails()
+    assert only(wallet).credits == 0
+
+
+async def test_coroutine(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    @meter.metered_action(name="get_time_slots")
+    async def get_time_slots(day: str) -> list[str]:
+        await asyncio.sleep(0)
+        action = fc.current_action()
+        assert action is not None
+        action.units = 2
+        return [day]
+
+    assert await get_time_slots("mon") == ["mon"]
+    record = only(wallet)
+    assert (record.units, record.credits) == (2, 40)
+    assert fc.current_action() is None
+
+
+def test_methods_classmethods_and_staticmethods(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    class Agent:
+        factor = 3
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        @meter.metered_action
+        def act(self, x: int) -> int:
+            self.calls += 1
+            return x * 2
+
+        @meter.metered_action
+        @classmethod
+        def klass(cls, x: int) -> int:
+            return x * cls.factor
+
+        @meter.metered_action
+        @staticmethod
+        def static(x: int) -> int:
+            return x + 1
+
+    agent = Agent()
+    assert agent.act(2) == 4
+    assert agent.calls == 1
+    assert Agent.klass(2) == 6
+    assert agent.klass(1) == 3
+    assert Agent.static(1) == 2
+    names = [r.action for r in wallet.records()]
+    assert [n.rsplit(".", 1)[-1] for n in names] == ["act", "klass", "klass", "static"]
+    assert names[0].endswith("Agent.act")
+
+
+# --- generators --------------------------------------------------------------------------------
+
+
+def test_generator_metered_once_when_exhausted(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    seen: list[Any] = []
+
+    @meter.metered_action
+    def stream(n: int) -> Iterator[int]:
+        for i in range(n):
+            seen.append(fc.current_action())
+            yield i
+        return None
+
+    gen = stream(3)
+    assert wallet.records() == []
+    assert next(gen) == 0
+    # Between items the consumer is not inside the action.
+    assert fc.current_action() is None
+    assert list(gen) == [1, 2]
+    assert len(wallet.records()) == 1
+    assert seen[0] is not None
+    assert all(a is seen[0] for a in seen)
+
+
+def test_generator_closed_early_is_metered_once(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    closed = []
+
+    @meter.metered_action
+    def stream() -> Iterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append(True)
+
+    gen = stream()
+    assert next(gen) == 1
+    gen.close()
+    assert closed == [True]
+    assert only(wallet).outcome == "ok"
+    gen.close()
+    assert len(wallet.records()) == 1
+
+
+def test_generator_failure_and_send_throw_pass_through(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    @meter.metered_action
+    def echo() -> Iterator[Any]:
+        received = None
+        while True:
+            try:
+                received = yield received
+            except KeyError as exc:
+                received = f"caught {exc.args[0]}"
+            if received == "stop":
+                raise ValueError("stopped")
+
+    gen = echo()
+    assert next(gen) is None
+    assert gen.send("hello") == "hello"
+    assert gen.throw(KeyError("k")) == "caught k"
+    with pytest.raises(ValueError, match="stopped"):
+        gen.send("stop")
+    record = only(wallet)
+    assert (record.outcome, record.error_type) == ("error", "ValueError")
+
+
+def test_generator_return_value_survives(meter: fc.Meter) -> None:
+    @meter.metered_action
+    def inner() -> Iterator[int]:
+        yield 1
+        return 42
+
+    def outer() -> Iterator[int]:
+        result = yield from inner()
+        yield result
+
+    assert list(outer()) == [1, 42]
+
+
+async def test_async_generator(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    @meter.metered_action
+    async def stream() -> AsyncIterator[Any]:
+        received = None
+        for _ in range(3):
+            try:
+                received = yield received
+            except KeyError:
+                received = "caught"
+            assert fc.current_action() is not None
+
+    agen = stream()
+    assert await agen.asend(None) is None
+    assert fc.current_action() is None
+    assert await agen.asend("x") == "x"
+    assert await agen.athrow(KeyError("k")) == "caught"
+    with pytest.raises(StopAsyncIteration):
+        await agen.asend(None)
+    assert only(wallet).outcome == "ok"
+
+
+async def test_async_generator_closed_early(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    @meter.metered_action
+    async def stream() -> AsyncIterator[int]:
+        yield 1
+        yield 2
+
+    agen = stream()
+    assert await agen.__anext__() == 1
+    await agen.aclose()
+    assert only(wallet).outcome == "ok"
+
+
+# --- the context manager -----------------------------------------------------------------------
+
+
+def test_action_context_manager_yields_the_handle(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    with fc.tags(department="service"), fc.conversation("case-4711"):  # noqa: SIM117
+        with meter.action("answer_with_knowledge") as act:
+            act.tag(topic="returns")
+            assert fc.current_action() is act
+            assert act.name == "answer_with_knowledge"
+            assert act.conversation_id == "case-4711"
+    record = only(wallet)
+    assert act.record == record
+    assert record.tags == {"department": "service", "topic": "returns"}
+    assert record.conversation_id == "case-4711"
+
+
+async def test_action_async_context_manager(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    async with meter.action("lookup", units=3) as act:
+        assert fc.current_action() is act
+    assert only(wallet).credits == 60
+
+
+def test_action_scope_records_errors_and_reraises(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    scope = meter.action("x")
+    with pytest.raises(KeyError), scope:
+        raise KeyError("k")
+    with scope:
+        pass
+    outcomes = [r.outcome for r in wallet.records()]
+    assert outcomes == ["error", "ok"]
+
+
+def test_action_scope_decorates(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    @meter.action("decorated")
+    def f() -> int:
+        return 7
+
+    assert f() == 7
+    assert only(wallet).action == "decorated"
+
+
+def test_nested_actions_are_separate_records(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    @meter.metered_action
+    def inner() -> None:
+        assert fc.current_action() is not None
+
+    with meter.action("outer") as outer:
+        inner()
+        assert fc.current_action() is outer
+    names = [r.action.rsplit(".", 1)[-1] for r in wallet.records()]
+    assert names == ["inner", "outer"]
+
+
+# --- tags --------------------------------------------------------------------------------------
+
+
+def test_tag_precedence(wallet: fc.OfflineWallet) -> None:
+    meter = fc.Meter(wallet=wallet, tags={"team": "meter", "a": "meter", "b": "meter", "c": "m"})
+
+    @meter.metered_action(tags={"b": "decorator", "c": "decorator"})
+    def f() -> None:
+        action = fc.current_action()
+        assert action is not None
+        action.tag(c="handle")
+
+    with fc.tags(a="context", b="context", c="context"):
+        f()
+    assert only(wallet).tags == {"team": "meter", "a": "context", "b": "decorator", "c": "handle"}
+
+
+async def test_context_follows_asyncio_tasks(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    @meter.metered_action
+    async def step(n: int) -> int:
+        await asyncio.sleep(0)
+        return n
+
+    async def conversation(cid: str) -> None:
+        with fc.conversation(cid), fc.tags(case=cid):
+            await asyncio.gather(step(1), step(2))
+
+    await asyncio.gather(conversation("c1"), conversation("c2"))
+    by_conversation: dict[str | None, int] = {}
+    for record in wallet.records():
+        assert record.tags == {"case": record.conversation_id}
+        by_conversation[record.conversation_id] = by_conversation.get(record.conversation_id, 0) + 1
+    assert by_conversation == {"c1": 2, "c2": 2}
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+
+def test_insufficient_credits_refuses_before_the_body_runs() -> None:
+    wallet = fc.OfflineWallet(overdraft="deny")
+    wallet.grant(30)
+    meter = fc.Meter(wallet=wallet)
+    ran = []
+
+    @meter.metered_action
+    def act() -> None:
+        ran.append(1)
+
+    act()
+    with pytest.raises(fc.InsufficientCredits) as info:
+        act()
+    assert ran == [1]
+    assert (info.value.credits, info.value.balance) == (20, 10)
+    assert isinstance(info.value, fc.ActionRefused)
+    assert meter.stats().refused == 1
+    assert wallet.balance().credits == 10
+    assert wallet.balance().held == 0
+
+
+def test_holds_stop_concurrent_actions_overdrawing() -> None:
+    wallet = fc.OfflineWallet(overdraft="deny")
+    wallet.grant(30)
+    meter = fc.Meter(wallet=wallet)
+    with meter.action("first"):
+        assert wallet.balance().held == 20
+        with pytest.raises(fc.InsufficientCredits), meter.action("second"):
+            pass
+    assert wallet.balance().held == 0
+    assert wallet.balance().credits == 10
+
+
+def test_hard_budget_refuses_and_soft_budget_alerts(wallet: fc.OfflineWallet) -> None:
+    meter = fc.Meter(wallet=wallet)
+    wallet.set_budget(40, tags={"department": "hr"}, period="month", hard=True)
+    wallet.set_budget(20, tags={"department": "sales"}, period=None, hard=False)
+    alerts: list[fc.Alert] = []
+    wallet.on_alert(alerts.append)
+
+    with fc.tags(department="hr"):
+        for _ in range(2):
+            with meter.action("a"):
+                pass
+        with pytest.raises(fc.BudgetExceeded) as info, meter.action("a"):
+            pytest.fail("the body must not run")
+    assert info.value.spent == 40
+    with fc.tags(department="sales"):
+        for _ in range(3):
+            with meter.action("b"):
+                pass
+    assert [a.kind for a in alerts] == ["budget"]
+    assert alerts[0].value == 40
+    budgets = {b.name: b for b in wallet.budgets()}
+    assert budgets["department=hr"].spent == 40
+    assert budgets["department=sales"].spent == 60
+
+
+# --- failure isolation -------------------------------------------------------------------------
+
+
+class BrokenSink:
+    needs_authorization = False
+
+    def submit(self, record: fc.UsageRecord, hold: Any = None, /) -> None:
+        raise OSError("disk on fire")
+
+
+def test_a_failing_wallet_never_breaks_the_agent(caplog: pytest.LogCaptureFixture) -> None:
+    meter = fc.Meter(wallet=BrokenSink())  # type: ignore[arg-type]
+
+    @meter.metered_action
+    def act() -> str:
+        return "result"
+
+    @meter.metered_action
+    def fails() -> None:
+        raise ValueError("own error")
+
+    with caplog.at_level(logging.ERROR, logger="flexcredits_sdk"):
+        assert act() == "result"
+        with pytest.raises(ValueError, match="own error"):
+            fails()
+    stats = meter.stats()
+    assert stats.metering_errors == 2
+    assert stats.last_error == "OSError: disk on fire"
+    assert "metering failed" in caplog.text
+
+
+def test_a_failure_when_starting_runs_the_body_unmetered(
+    meter: fc.Meter, wallet: fc.OfflineWallet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @meter.metered_action
+    def act() -> int:
+        return 5
+
+    def broken_clock() -> int:
+        raise RuntimeError("clock broke")
+
+    meter.configure(clock=broken_clock)
+    assert act() == 5
+    with meter.action("scope") as handle:
+        handle.tag(still="usable")
+    assert wallet.records() == []
+    assert meter.stats().metering_errors == 2
+
+
+def test_a_failing_observer_is_contained(meter: fc.Meter, wallet: fc.OfflineWallet) -> None:
+    class Observer:
+        def on_start(self, action: fc.Action) -> None:
+            raise RuntimeError("observer")
+
+        def on_end(self, action: fc.Action, exc: BaseException | None, credits: int) -> None:
+            raise RuntimeError("observer")
+
+        def on_record(self, record: fc.UsageRecord) -> None:
+            raise RuntimeError("observer")
+
+    meter.add_observer(Observer())
+
+    @meter.metered_action
+    def act() -> int:
+        return 1
+
+    assert act() == 1
+    assert len(wallet.records()) == 1
+    assert meter.stats().metering_errors == 3
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_functions_decorated_at_import_follow_configure() -> None:
+    @fc.metered_action
+    def act() -> None:
+        return None
+
+    act()
+    first = fc.get_meter().wallet
+    assert isinstance(first, fc.OfflineWallet)
+    assert first.records()[0].credits == 20
+
+    wallet = fc.OfflineWallet()
+    fc.configure(wallet=wallet, environment="sandbox")
+    act()
+    record = only(wallet)
+    assert (record.environment, record.credits) == ("sandbox", 16)
+
+
+def test_configure_reprices_every_decorated_function_first() -> None:
+    @fc.metered_action(action_type="custom")
+    def act() -> None:
+        return None
+
+    card = fc.RateCard(action_types={"standard": {"production": 5}})
+    with pytest.raises(fc.UnknownActionType, match="custom"):
+        fc.configure(rate_card=card)
+    # Nothing changed: the old card still prices the action.
+    act()
+    wallet = fc.get_meter().wallet
+    assert isinstance(wallet, fc.OfflineWallet)
+    assert wallet.records()[0].credits == 20
+
+
+def test_environment_variable_sets_the_default_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEXCREDITS_ENVIRONMENT", "sandbox")
+    assert fc.Meter().environment == "sandbox"
+    assert fc.Meter(environment="production").environment == "production"
+    monkeypatch.setenv("FLEXCREDITS_ENVIRONMENT", "staging")
+    with pytest.raises(fc.UnknownEnvironment, match="staging"):
+        fc.Meter()
+
+
+def test_module_level_functions_take_an_explicit_meter(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    @fc.metered_action(meter=meter)
+    def act() -> None:
+        return None
+
+    act()
+    with fc.action("block", meter=meter):
+        pass
+    assert len(wallet.records()) == 2

@@ -1,0 +1,191 @@
+"""The offline wallet: thread safety, usage reports, persistence, alerts."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from conftest import FakeClock
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import flexcredits_sdk as fc
+
+
+def test_one_balance_across_environments_with_usage_per_environment() -> None:
+    wallet = fc.OfflineWallet()
+    wallet.buy_packs(1)
+    prod = fc.Meter(wallet=wallet, environment="production")
+    sandbox = fc.Meter(wallet=wallet, environment="sandbox")
+    for meter in (prod, prod, sandbox):
+        with meter.action("a"):
+            pass
+    assert wallet.balance().credits == 100_000 - 20 - 20 - 16
+    rows = {r.key["environment"]: r for r in wallet.usage(group_by=["environment"])}
+    assert (rows["production"].actions, rows["production"].credits) == (2, 40)
+    assert (rows["sandbox"].actions, rows["sandbox"].credits, rows["sandbox"].usd) == (
+        1,
+        16,
+        Decimal("0.080"),
+    )
+    assert [r.key for r in wallet.usage(environment="sandbox")] == [{}]
+
+
+def test_usage_groups_by_fields_tags_and_time(clock: FakeClock) -> None:
+    wallet = fc.OfflineWallet(clock=clock)
+    meter = fc.Meter(wallet=wallet, clock=clock)
+    with fc.tags(department="service"):
+        with meter.action("a"):
+            pass
+        clock.advance(86_400)
+        with meter.action("b", units=2):
+            pass
+    with meter.action("a"):
+        pass
+    by_dept = wallet.usage(group_by=["department"])
+    assert [(r.key, r.actions, r.records, r.credits) for r in by_dept] == [
+        ({"department": "service"}, 3, 2, 60),
+        ({"department": None}, 1, 1, 20),
+    ]
+    by_day = wallet.usage(group_by=["action"], bucket="day")
+    assert [tuple(r.key.values()) for r in by_day] == [
+        ("b", "2026-05-29"),
+        ("a", "2026-05-28"),
+        ("a", "2026-05-29"),
+    ]
+    day_two = _dt.datetime(2026, 5, 29, tzinfo=_dt.UTC)
+    assert sum(r.credits for r in wallet.usage(since=day_two)) == 60
+    assert sum(r.credits for r in wallet.usage(until=day_two)) == 20
+    assert len(wallet.records(action="a")) == 2
+    assert len(wallet.records(tags={"department": "service"})) == 2
+    assert len(wallet.records(limit=1)) == 1
+
+
+def test_threads_book_every_record_exactly_once() -> None:
+    wallet = fc.OfflineWallet()
+    wallet.buy_packs(1)
+    meter = fc.Meter(wallet=wallet)
+
+    @meter.metered_action
+    def act() -> None:
+        return None
+
+    def work() -> None:
+        for _ in range(5_000):
+            act()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(wallet.records()) == 20_000
+    assert wallet.balance().used == 400_000
+    assert wallet.balance().credits == 100_000 - 400_000
+    assert meter.stats().recorded == 20_000
+
+
+def test_duplicates_are_booked_once() -> None:
+    wallet = fc.OfflineWallet()
+    with fc.Meter(wallet=wallet).action("a") as act:
+        pass
+    assert act.record is not None
+    assert wallet.book(act.record) is False
+    wallet.submit(act.record)
+    assert wallet.balance().used == 20
+    assert len(wallet.records()) == 1
+
+
+def test_persists_across_restarts(tmp_path: Path, clock: FakeClock) -> None:
+    path = tmp_path / "wallet.db"
+    wallet = fc.OfflineWallet(path=path, clock=clock)
+    wallet.buy_packs(1)
+    wallet.grant(
+        500, source="promotion", priority=0, expires_at=_dt.datetime(2030, 1, 1, tzinfo=_dt.UTC)
+    )
+    wallet.set_budget(1000, tags={"department": "hr"}, period=None)
+    meter = fc.Meter(wallet=wallet, clock=clock)
+    with fc.tags(department="hr"):
+        for _ in range(3):
+            with meter.action("a"):
+                pass
+    before = (wallet.balance(), wallet.grants(), wallet.records(), wallet.budgets())
+    wallet.shutdown()
+
+    again = fc.OfflineWallet(path=path, clock=clock)
+    after = (again.balance(), again.grants(), again.records(), again.budgets())
+    assert after[0] == before[0]
+    assert after[1] == before[1]
+    assert after[2] == before[2]
+    assert [(b.spent, b.limit) for b in after[3]] == [(60, 1000)]
+    assert again.book(before[2][0]) is False  # still booked once after the restart
+    again.shutdown()
+
+
+def test_an_unusable_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "wallet.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(fc.ConfigurationError, match="not a usable wallet file"):
+        fc.OfflineWallet(path=path)
+
+
+def test_low_balance_callbacks_and_failing_callbacks(caplog: pytest.LogCaptureFixture) -> None:
+    wallet = fc.OfflineWallet()
+    wallet.grant(100)
+    seen: list[fc.Alert] = []
+
+    def broken(alert: fc.Alert) -> None:
+        raise RuntimeError("callback failed")
+
+    wallet.on_low_balance("50%", seen.append)
+    wallet.on_low_balance(50, broken)
+    meter = fc.Meter(wallet=wallet)
+    for _ in range(4):
+        with meter.action("a"):
+            pass
+    assert [a.kind for a in seen] == ["low_balance"]
+    assert seen[0].value == 40
+    assert "callback failed" in caplog.text
+    assert len(wallet.alerts()) == 2
+
+
+def test_repr_shows_no_secrets_and_counts() -> None:
+    wallet = fc.OfflineWallet()
+    assert repr(wallet) == "OfflineWallet(in memory, overdraft='allow', records=0)"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("act"), st.integers(min_value=1, max_value=5)),
+            st.tuples(st.just("grant"), st.integers(min_value=1, max_value=200)),
+            st.tuples(st.just("tick"), st.integers(min_value=1, max_value=3)),
+        ),
+        max_size=40,
+    )
+)
+def test_queued_and_eager_booking_agree(ops: list[tuple[str, int]]) -> None:
+    """The wallet queues records when nothing reacts to them; the answers are the same."""
+    clocks = [FakeClock(), FakeClock()]
+    lazy = fc.OfflineWallet(clock=clocks[0])
+    eager = fc.OfflineWallet(clock=clocks[1])
+    eager.on_low_balance(-(10**9), lambda alert: None)  # a watch makes booking eager
+    expiry = _dt.datetime.fromtimestamp(clocks[0].now / 1e9 + 5 * 86_400, _dt.UTC)
+    for wallet in (lazy, eager):
+        wallet.grant(100, expires_at=expiry)
+    meters = [fc.Meter(wallet=lazy, clock=clocks[0]), fc.Meter(wallet=eager, clock=clocks[1])]
+    for op, n in ops:
+        for wallet, meter, clock in zip((lazy, eager), meters, clocks, strict=True):
+            if op == "act":
+                with meter.action("a", units=n):
+                    pass
+            elif op == "grant":
+                wallet.grant(n)
+            else:
+                clock.advance(n * 86_400)
+    assert lazy.balance() == eager.balance()
+    assert lazy.grants() == eager.grants()
