@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import click
 
+from .planning._cli import register as _register_planning
+
 
 @click.group()
 @click.version_option(package_name="flexcredits-sdk")
 def main() -> None:
     """Meter, simulate and forecast AI-agent credits."""
+
+
+_register_planning(main)
