@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ._exceptions import RateCardError, UnknownActionType, UnknownEnvironment
+from ._exceptions import ConfigurationError, RateCardError, UnknownActionType, UnknownEnvironment
 
 __all__ = ["Credits", "Money", "RateCard", "to_exact"]
 
@@ -70,7 +70,9 @@ EnvironmentPrices = dict[Annotated[str, Field(min_length=1)], Credits]
 def _rate_card_error(exc: ValidationError, data: Any) -> RateCardError:
     first = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"]) or "rate_card"
-    return RateCardError(field, first.get("input", data), first["msg"])
+    cause = first.get("ctx", {}).get("error")
+    reason = cause.reason if isinstance(cause, ConfigurationError) else first["msg"]
+    return RateCardError(field, first.get("input", data), reason)
 
 
 class RateCard(BaseModel):

@@ -46,8 +46,12 @@ def test_action_prices_win_over_types() -> None:
 
 
 def test_no_float_ever() -> None:
-    with pytest.raises(fc.RateCardError, match="floats are not exact"):
+    with pytest.raises(fc.RateCardError) as info:
         fc.RateCard(action_types={"standard": {"production": 0.1}})
+    assert str(info.value) == (
+        "action_types.standard.production=0.1: floats are not exact; "
+        'write the number as a string, e.g. "0.5"'
+    )
     with pytest.raises(fc.RateCardError, match="pack_price"):
         fc.RateCard(action_types={"standard": {"production": 1}}, pack_price=500.0)
 
