@@ -31,7 +31,7 @@ _UTC = _dt.UTC
 # 62 bits rand_b. Ids must be cheap to make on the caller's thread, so rand_a and rand_b are a
 # per-process random value whose low 48 bits also count up ("method 2" of RFC 9562, section
 # 6.2): ids are unique within a process without a system call each, and unique across processes
-# unless two 74-bit random draws collide. A forked child draws again. The time prefix of the
+# unless two 72-bit random draws collide. A forked child draws again. The time prefix of the
 # string is formatted once per millisecond.
 
 _MASK_48 = (1 << 48) - 1
@@ -44,9 +44,11 @@ class _IdState:
         self.reseed()
 
     def reseed(self) -> None:
-        draw = random.SystemRandom().getrandbits(74)
-        # The counter starts below 2**47, so it stays within its 48 bits for 2**47 ids.
-        rand_a, rand_b_high, low = draw >> 62, (draw >> 48) & 0x3FFF, draw & (_MASK_48 >> 1)
+        draw = random.SystemRandom().getrandbits(72)
+        # The counter starts in [2**47, 2**47 + 2**46): its top bit is set, so ``hex()`` always
+        # gives exactly 12 digits, for at least 2**46 ids.
+        rand_a, rand_b_high = draw >> 60, (draw >> 46) & 0x3FFF
+        low = (1 << 47) | (draw & ((1 << 46) - 1))
         self.middle = f"7{rand_a:03x}-{(0b10 << 14) | rand_b_high:04x}-"
         self.counter = itertools.count(low)
         self.ms = -1
@@ -71,7 +73,7 @@ def make_id(now_ns: int) -> str:
     ms = now_ns // 1_000_000
     if ms != state.ms:
         state.set_ms(ms)
-    return f"{state.prefix}{next(state.counter):012x}"
+    return state.prefix + hex(next(state.counter))[2:]
 
 
 def new_id(now_ns: int | None = None) -> str:
