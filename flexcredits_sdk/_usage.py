@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Literal
 
 from ._exceptions import ConfigurationError
@@ -143,21 +145,24 @@ def group_usage(
 
 
 _as_record = UsageRecord._make
+_chain = itertools.chain.from_iterable
 _CHUNK = 512
+_WIDTH = len(UsageRecord._fields)
+_first = itemgetter(0)
 
 
 class RecordLog:
     """Records in booking order, each id at most once.
 
-    Records are kept in column chunks of `_CHUNK` (one tuple per field): cheap to append in
-    bulk, compact in memory, and nearly invisible to the garbage collector, which would
+    Records are kept in chunks of `_CHUNK`, each one flat tuple of their fields: cheap to append
+    in bulk, compact in memory, and one object per chunk for the garbage collector, which would
     otherwise scan millions of named tuples in every full collection of the host process.
     """
 
     __slots__ = ("_chunks", "_ids", "_tail")
 
     def __init__(self) -> None:
-        self._chunks: list[tuple[tuple[Any, ...], ...]] = []
+        self._chunks: list[tuple[Any, ...]] = []
         self._tail: list[UsageRecord] = []
         self._ids: set[str] = set()
 
@@ -175,7 +180,7 @@ class RecordLog:
     def add_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
         """Append each record whose id is new here; return those appended, in order."""
         ids = self._ids
-        batch_ids = {r[0] for r in records}
+        batch_ids = set(map(_first, records))
         if len(batch_ids) != len(records) or not ids.isdisjoint(batch_ids):
             return [r for r in records if self.add(r)]  # some ids repeat: one by one
         ids |= batch_ids
@@ -186,7 +191,7 @@ class RecordLog:
         return records
 
     def _seal(self) -> None:
-        self._chunks.append(tuple(zip(*self._tail, strict=True)))
+        self._chunks.append(tuple(_chain(self._tail)))
         self._tail = []
 
     def __contains__(self, record_id: object) -> bool:
@@ -196,8 +201,10 @@ class RecordLog:
         return len(self._ids)
 
     def __iter__(self) -> Iterator[UsageRecord]:
+        width = _WIDTH
         for chunk in self._chunks:
-            yield from map(_as_record, zip(*chunk, strict=True))
+            for start in range(0, len(chunk), width):
+                yield _as_record(chunk[start : start + width])
         yield from list(self._tail)
 
     def select(self, where: RecordFilter, limit: int | None = None) -> list[UsageRecord]:
