@@ -1,7 +1,9 @@
 """flexcredits-sdk: meter AI-agent actions in credits, in the agent's own process.
 
 Decorate each agent action with `metered_action` (or wrap it in `action`); every call is
-priced by a `RateCard` and booked in a wallet (an in-memory `OfflineWallet` by default).
+priced by a `RateCard` and booked in a wallet: an in-memory `OfflineWallet` by default, or a
+wallet service through `HttpWallet`. Public submodules: `otel`, `testing`, `wallets`,
+`planning`, `server`.
 """
 
 from ._context import conversation, current_action, current_conversation, current_tags, tags
@@ -16,11 +18,12 @@ from ._exceptions import (
     UnknownActionType,
     UnknownEnvironment,
 )
+from ._export import DeadLetter, WalletError
 from ._meter import ENVIRONMENT_VARIABLE, Action, ActionScope, Meter, MeterStats
 from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from ._pricing import RateCard
 from ._records import UsageRecord, derive_id, new_id
-from .wallets import OfflineWallet, Sink, Wallet
+from .wallets import AsyncHttpWallet, HttpWallet, OfflineWallet, Sink, Wallet
 
 __version__ = "0.1.0"
 
@@ -30,12 +33,15 @@ __all__ = [
     "ActionRefused",
     "ActionScope",
     "Alert",
+    "AsyncHttpWallet",
     "Balance",
     "BudgetExceeded",
     "BudgetInfo",
     "ConfigurationError",
+    "DeadLetter",
     "FlexCreditsError",
     "GrantInfo",
+    "HttpWallet",
     "InsufficientCredits",
     "Meter",
     "MeterStats",
@@ -48,6 +54,7 @@ __all__ = [
     "UsageRecord",
     "UsageRow",
     "Wallet",
+    "WalletError",
     "action",
     "configure",
     "conversation",

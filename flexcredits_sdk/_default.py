@@ -6,11 +6,13 @@ Functions decorated with `flexcredits_sdk.metered_action` at import time follow 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from ._meter import ActionScope, Meter
 from ._pricing import RateCard
+from .otel._settings import SpanMode
+from .wallets._env import env_wallet
 from .wallets._protocol import Sink
 
 __all__ = ["action", "configure", "flush", "get_meter", "metered_action", "shutdown"]
@@ -22,7 +24,7 @@ R = TypeVar("R")
 #: plugin turns this off so that a test suite never reaches the network unless a test asks.
 _ENV_WALLET_ALLOWED = True
 
-_DEFAULT = Meter()
+_DEFAULT = Meter(wallet=env_wallet(lambda: _ENV_WALLET_ALLOWED))
 
 
 def get_meter() -> Meter:
@@ -37,6 +39,8 @@ def configure(
     wallet: Sink | None = None,
     tags: Mapping[str, str] | None = None,
     clock: Callable[[], int] | None = None,
+    spans: SpanMode | None = None,
+    metric_tags: Iterable[str] | None = None,
 ) -> Meter:
     """Configure the global default meter in place (see `Meter.configure`).
 
@@ -47,7 +51,13 @@ def configure(
         The default meter.
     """
     return _DEFAULT.configure(
-        rate_card=rate_card, environment=environment, wallet=wallet, tags=tags, clock=clock
+        rate_card=rate_card,
+        environment=environment,
+        wallet=wallet,
+        tags=tags,
+        clock=clock,
+        spans=spans,
+        metric_tags=metric_tags,
     )
 
 
@@ -124,4 +134,6 @@ def _reset_for_tests(**settings: Any) -> Meter:
         environment=settings.get("environment") or "production",
         wallet=settings.get("wallet") or OfflineWallet(),
         tags=settings.get("tags") or {},
+        spans=settings.get("spans") or "auto",
+        metric_tags=settings.get("metric_tags") or (),
     )

@@ -8,9 +8,11 @@ Every exception derives from one root, and the leaves also derive from the match
     │   ├── RateCardError                    a malformed rate card or rate-card file
     │   └── UnknownActionType (LookupError)  an action type the rate card does not price
     │       UnknownEnvironment (LookupError) an environment the rate card does not price
-    └── ActionRefused                        decided before the action body runs
-        ├── InsufficientCredits              overdraft policy "deny" and too few credits
-        └── BudgetExceeded                   a hard budget would be exceeded
+    ├── ActionRefused                        decided before the action body runs
+    │   ├── InsufficientCredits              overdraft policy "deny" and too few credits
+    │   └── BudgetExceeded                   a hard budget would be exceeded
+    └── WalletError                          a wallet service answered with an error or
+                                             could not be reached (`flexcredits_sdk._export`)
 
 Metering itself never raises into the caller's code: the only exceptions that reach an agent are
 configuration errors (at decoration or configuration time) and refusals (before the body runs).

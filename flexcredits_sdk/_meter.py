@@ -13,11 +13,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._context import CONVERSATION, CURRENT, TAGS
 from ._exceptions import ActionRefused, ConfigurationError
@@ -27,6 +27,9 @@ from ._records import _state as _ids
 from ._validate import MAX_TAGS, check_name, check_tags, check_units
 from ._wrap import async_generator_wrapper, generator_wrapper, kind_of
 from .wallets._protocol import Sink
+
+if TYPE_CHECKING:
+    from .otel._settings import SpanMode
 
 __all__ = ["ENVIRONMENT_VARIABLE", "Action", "ActionScope", "Meter", "MeterStats"]
 
@@ -39,11 +42,16 @@ R = TypeVar("R")
 ENVIRONMENT_VARIABLE = "FLEXCREDITS_ENVIRONMENT"
 
 _time_ns = time.time_ns
-_perf_ns = time.perf_counter_ns
 _new_record = tuple.__new__  # UsageRecord's fields in order, without its keyword parsing
 _new_action = object.__new__
+_hex = hex
 _TAGS_get = TAGS.get
 _CONVERSATION_get = CONVERSATION.get
+
+#: Called, without arguments, by the first action to start in each new millisecond: lets an
+#: integration notice configuration made after a meter was set up (the OpenTelemetry bridge
+#: watches for a provider set later) at no cost to the other calls. Each must never raise.
+_PERIODIC: list[Callable[[], None]] = []
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class _Spec:
         "credits",
         "meter",
         "name",
+        "static_tags",
         "tags",
         "units",
         "version",
@@ -99,6 +108,7 @@ class _Spec:
         self.tags = tags
         self.version = -1
         self.credits: int | Decimal = 0
+        self.static_tags = True  # whether the meter or the decorator adds tags
 
 
 class Action:
@@ -113,7 +123,6 @@ class Action:
         "_ctx_tags",
         "_hold",
         "_spec",
-        "_t0",
         "_tags",
         "_token",
         "_units",
@@ -137,7 +146,6 @@ class Action:
         self.trace_id: str | None = None
         self.span_id: str | None = None
         self.record: UsageRecord | None = None
-        self._t0 = _perf_ns()
 
     def __repr__(self) -> str:
         return f"<Action {self._spec.name!r} id={self.id} units={self.units}>"
@@ -271,6 +279,11 @@ class Meter:
             or any `Sink`.
         tags: Tags every record of this meter carries (the weakest source of tags).
         clock: Returns Unix time in nanoseconds, for records' start times (for tests).
+        spans: How actions meet OpenTelemetry spans: ``"auto"`` (annotate the current span,
+            or open one when a tracer provider is configured), ``"always"`` or ``"never"``
+            (see `flexcredits_sdk.otel`).
+        metric_tags: The tag keys that become OpenTelemetry metric attributes (spans carry
+            every tag; metrics only these, to bound their cardinality).
 
     Raises:
         ConfigurationError: A value is of the wrong type or the rate card does not price the
@@ -285,6 +298,8 @@ class Meter:
         wallet: Sink | None = None,
         tags: Mapping[str, str] | None = None,
         clock: Callable[[], int] | None = None,
+        spans: SpanMode = "auto",
+        metric_tags: Iterable[str] = (),
     ) -> None:
         self._lock = threading.Lock()
         self._specs: weakref.WeakSet[_Spec] = weakref.WeakSet()
@@ -300,6 +315,8 @@ class Meter:
             wallet=wallet,
             tags=tags or {},
             clock=clock or _time_ns,
+            spans=spans,
+            metric_tags=metric_tags,
         )
 
     def __repr__(self) -> str:
@@ -318,7 +335,13 @@ class Meter:
         wallet: Sink | None,
         tags: Mapping[str, str],
         clock: Callable[[], int],
+        spans: SpanMode,
+        metric_tags: Iterable[str],
     ) -> None:
+        from .otel._settings import check_metric_tags, check_spans
+
+        spans = check_spans(spans)
+        metric_tags = check_metric_tags(metric_tags)
         if not isinstance(rate_card, RateCard):
             raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
         rate_card.check_environment(environment)
@@ -343,9 +366,15 @@ class Meter:
             self.wallet: Sink = wallet
             self._tags = checked_tags
             self._clock = clock
+            self.spans: SpanMode = spans
+            self.metric_tags: tuple[str, ...] = metric_tags
             self._version += 1
             for spec, price in prices:
                 spec.credits, spec.version = price, self._version
+                spec.static_tags = bool(checked_tags or spec.tags)
+        from .otel._bridge import sync
+
+        sync(self)
 
     def configure(
         self,
@@ -355,6 +384,8 @@ class Meter:
         wallet: Sink | None = None,
         tags: Mapping[str, str] | None = None,
         clock: Callable[[], int] | None = None,
+        spans: SpanMode | None = None,
+        metric_tags: Iterable[str] | None = None,
     ) -> Meter:
         """Change the meter in place; functions already decorated follow the change.
 
@@ -374,6 +405,8 @@ class Meter:
             wallet=wallet or self.wallet,
             tags=self._tags if tags is None else tags,
             clock=clock or self._clock,
+            spans=spans or self.spans,
+            metric_tags=self.metric_tags if metric_tags is None else metric_tags,
         )
         return self
 
@@ -410,6 +443,7 @@ class Meter:
         with self._lock:
             spec.credits = self.rate_card.price(action_type, self.environment, action=name)
             spec.version = self._version
+            spec.static_tags = bool(self._tags or spec.tags)
             self._specs.add(spec)
         return spec
 
@@ -552,20 +586,21 @@ class Meter:
             ms = now // 1_000_000
             if ms != _ids.ms:
                 _ids.set_ms(ms)
-            act.id = f"{_ids.prefix}{next(_ids.counter):012x}"
+                for periodic in _PERIODIC:
+                    periodic()
+            act.id = _ids.prefix + _hex(next(_ids.counter))[2:]  # see _records.make_id
             act._ctx_tags = _TAGS_get()
             act._conversation = _CONVERSATION_get()
             act._tags = act._hold = act._token = act.trace_id = act.span_id = act.record = None
-            act._t0 = _perf_ns()
             wallet = self.wallet
             if wallet.needs_authorization:
                 act._hold = wallet.authorize(
                     spec.name, spec.credits * act._units, act._merged_tags()
                 )
-            if self._observers:
-                self._notify("on_start", act)
             if bind:
                 act._token = CURRENT.set(act)
+            if self._observers:
+                self._notify("on_start", act)
             return act
         except ActionRefused:
             self._refused += 1
@@ -577,7 +612,7 @@ class Meter:
     def _finish(self, act: Action, exc: BaseException | None) -> None:
         """End an action and hand its record to the wallet; never raises."""
         try:
-            duration = _perf_ns() - act._t0
+            duration = self._clock() - act.start_time_ns
             token = act._token
             if token is not None:
                 act._token = None
@@ -590,7 +625,7 @@ class Meter:
                 outcome = "error"
                 error_type = type(exc).__qualname__
                 credits = spec.credits * units if self.rate_card.bill_failed else 0
-            if self._tags or spec.tags or act._tags:
+            if spec.static_tags or act._tags:
                 tags = act._merged_tags()
             else:
                 tags = dict(act._ctx_tags) if act._ctx_tags else {}
@@ -628,6 +663,7 @@ class Meter:
             spec.credits = self.rate_card.price(
                 spec.action_type, self.environment, action=spec.name
             )
+            spec.static_tags = bool(self._tags or spec.tags)
             spec.version = self._version
 
     def _failed(self, where: str, name: str, exc: Exception) -> None:

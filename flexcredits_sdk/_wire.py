@@ -29,7 +29,7 @@ import datetime as _dt
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Json
 
 from ._models import GrantInfo, UsageRecordModel, UsageRow
 
@@ -43,6 +43,7 @@ __all__ = [
     "IngestRequest",
     "IngestResponse",
     "RecordResult",
+    "RecordsQuery",
     "RecordsResponse",
     "UsageQuery",
     "UsageResponse",
@@ -115,6 +116,18 @@ class UsageResponse(_Model):
     """``GET /v1/usage``: rows with the most credits first."""
 
     rows: list[UsageRow]
+
+
+class RecordsQuery(_Model):
+    """``GET /v1/records`` query parameters; ``tags`` is a JSON object every record must match."""
+
+    action: str | None = None
+    environment: str | None = None
+    conversation_id: str | None = None
+    tags: Json[dict[str, str]] | None = None
+    since: _dt.datetime | None = None
+    until: _dt.datetime | None = None
+    limit: Annotated[int, Field(gt=0)] | None = None
 
 
 class RecordsResponse(_Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .planning._cli import register as _register_planning
+from .server._cli import wallet
 
 
 @click.group()
@@ -14,3 +15,5 @@ def main() -> None:
 
 
 _register_planning(main)
+
+main.add_command(wallet)

@@ -4,7 +4,8 @@ Every wallet answers the same questions (`Wallet`) with the same models, so code
 swap one for another.
 """
 
+from ._http import AsyncHttpWallet, HttpWallet
 from ._offline import OfflineWallet
 from ._protocol import Sink, Wallet
 
-__all__ = ["OfflineWallet", "Sink", "Wallet"]
+__all__ = ["AsyncHttpWallet", "HttpWallet", "OfflineWallet", "Sink", "Wallet"]

@@ -1,0 +1,298 @@
+"""Where records wait until the wallet service acknowledges them: what every outbox is.
+
+Records are stored in *chunks* (at most one batch's worth each), claimed, sent and removed
+together. `MemoryOutbox` keeps them in this process; `SqliteOutbox` (in `_sqlite`) on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from json.encoder import encode_basestring as _s
+from pathlib import Path
+from typing import Any, Protocol
+
+from .._records import UsageRecord
+
+__all__ = [
+    "Chunk",
+    "DeadLetter",
+    "MemoryOutbox",
+    "Outbox",
+    "OutboxUnavailable",
+    "batch_fit",
+    "body_size",
+    "letter",
+    "chunked",
+    "default_outbox_dir",
+    "encode",
+]
+
+logger = logging.getLogger("flexcredits_sdk")
+
+
+#: The JSON of the fields one decorated function repeats in every record, by those fields.
+_HEADS: dict[tuple[Any, ...], str] = {}
+_MAX_HEADS = 4096
+
+
+def _head(record: UsageRecord, key: tuple[Any, ...]) -> str:
+    credits = record.credits
+    head = (
+        f'"action":{_s(record.action)},"action_type":{_s(record.action_type)},'
+        f'"units":{int(record.units)},'
+        f'"credits":{credits if type(credits) is int else _s(str(credits))},'
+        f'"environment":{_s(record.environment)},"outcome":{_s(record.outcome)},'
+    )
+    if len(_HEADS) < _MAX_HEADS:
+        _HEADS[key] = head
+    return head
+
+
+def encode(record: UsageRecord) -> str:
+    """Return a record as the JSON object the wire protocol carries (``UsageRecordModel``).
+
+    The text never contains a raw newline (JSON escapes them inside strings), so records are
+    stored newline-separated.
+    """
+    credits = record.credits
+    key = (
+        record.action,
+        record.action_type,
+        record.units,
+        credits,
+        type(credits),
+        record.environment,
+        record.outcome,
+    )
+    head = _HEADS.get(key) or _head(record, key)
+    tags = record.tags
+    text = ",".join([f"{_s(k)}:{_s(v)}" for k, v in tags.items()]) if tags else ""
+    out = (
+        f'{{"id":{_s(record.id)},{head}"tags":{{{text}}},'
+        f'"start_time_ns":{int(record.start_time_ns)},"duration_ns":{int(record.duration_ns)}'
+    )
+    if record.conversation_id is not None:
+        out += f',"conversation_id":{_s(record.conversation_id)}'
+    if record.error_type is not None:
+        out += f',"error_type":{_s(record.error_type)}'
+    if record.trace_id is not None:
+        out += f',"trace_id":{_s(record.trace_id)}'
+    if record.span_id is not None:
+        out += f',"span_id":{_s(record.span_id)}'
+    return out + "}"
+
+
+def default_outbox_dir() -> Path:
+    """Return the per-user cache directory for outboxes on this platform."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "flexcredits" / "Cache" / "outbox"
+    if sys.platform == "darwin":  # pragma: no cover - exercised on macOS only
+        return Path.home() / "Library" / "Caches" / "flexcredits" / "outbox"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "flexcredits" / "outbox"
+
+
+class Chunk:
+    """Records committed together and claimed together (at most one batch's worth).
+
+    Attributes:
+        seq: The chunk's sequence number in its outbox (increasing).
+        ids: The records' ids.
+        bodies: The records' JSON texts, in the same order.
+    """
+
+    __slots__ = ("bodies", "ids", "seq")
+
+    def __init__(self, seq: int, ids: list[str], bodies: list[str]) -> None:
+        self.seq = seq
+        self.ids = ids
+        self.bodies = bodies
+
+    def __repr__(self) -> str:
+        return f"Chunk(seq={self.seq}, records={len(self.ids)})"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record the wallet service rejected as invalid, kept with the service's reason.
+
+    Attributes:
+        id: The record's id.
+        reason: Why the service rejected it.
+        record: The record as it was sent (wire form).
+    """
+
+    id: str
+    reason: str
+    record: dict[str, Any]
+
+
+class OutboxUnavailable(OSError):
+    """The outbox directory or file cannot be used (read-only, full, not a directory)."""
+
+
+def chunked(
+    rows: list[tuple[str, str]], max_records: int, max_bytes: int
+) -> Iterator[tuple[list[str], list[str]]]:
+    """Split ``(id, json)`` rows into chunks within both limits."""
+    for start in range(0, len(rows), max_records):
+        part = rows[start : start + max_records]
+        ids = [row[0] for row in part]
+        bodies = [row[1] for row in part]
+        if body_size(bodies) <= max_bytes:
+            yield ids, bodies
+        else:
+            yield from _by_bytes(part, max_bytes)
+
+
+def _by_bytes(rows: list[tuple[str, str]], max_bytes: int) -> Iterator[tuple[list[str], list[str]]]:
+    ids: list[str] = []
+    bodies: list[str] = []
+    size = 0
+    for record_id, body in rows:
+        if ids and size + len(body) + 1 > max_bytes:
+            yield ids, bodies
+            ids, bodies, size = [], [], 0
+        ids.append(record_id)
+        bodies.append(body)
+        size += len(body) + 1
+    if ids:
+        yield ids, bodies
+
+
+def batch_fit(chunks: list[tuple[int, int, int]], max_records: int, max_bytes: int) -> list[int]:
+    """Return the seqs of the leading ``(seq, records, bytes)`` chunks one batch can carry."""
+    seqs: list[int] = []
+    records = size = 0
+    for seq, count, length in chunks:
+        if seqs and (records + count > max_records or size + length > max_bytes):
+            break
+        seqs.append(seq)
+        records += count
+        size += length
+    return seqs
+
+
+class Outbox(Protocol):
+    """What the exporter needs from an outbox."""
+
+    durable: bool
+
+    def add(self, rows: list[tuple[str, str]]) -> None:
+        """Append ``(id, json)`` rows in one commit."""
+
+    def claim(self, max_records: int, max_bytes: int, upto: int) -> list[Chunk]:
+        """Lease unleased chunks with ``seq <= upto``, oldest first, that fit one batch."""
+
+    def renew(self, chunks: list[Chunk]) -> None:
+        """Extend the lease of claimed chunks (before each attempt)."""
+
+    def ack(self, chunks: list[Chunk]) -> None:
+        """Remove chunks whose every record is settled."""
+
+    def shrink(self, chunk: Chunk, keep: list[int]) -> None:
+        """Keep only the records at positions `keep` of a claimed chunk."""
+
+    def release(self, chunks: list[Chunk]) -> None:
+        """Give claimed chunks back, to be sent again."""
+
+    def dead_letter(self, letters: list[tuple[str, str, str]]) -> None:
+        """Keep ``(id, json, reason)`` of rejected records."""
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Return the dead letters, oldest first."""
+
+    def last_seq(self) -> int:
+        """Return the highest chunk sequence number added so far."""
+
+    def count(self) -> int:
+        """Return how many records wait (claimed or not)."""
+
+    def close(self) -> None:
+        """Release the file, if any."""
+
+
+def letter(record_id: str, body: str, reason: str) -> DeadLetter:
+    """Return the dead letter of a rejected record."""
+    return DeadLetter(record_id, reason, json.loads(body))
+
+
+def body_size(bodies: list[str]) -> int:
+    return sum(map(len, bodies)) + len(bodies)
+
+
+class MemoryOutbox:
+    """An outbox in this process's memory: lost when the process ends."""
+
+    durable = False
+
+    def __init__(self, max_records: int = 500, max_bytes: int = 512 * 1024) -> None:
+        self._lock = threading.Lock()
+        self._chunks: dict[int, Chunk] = {}
+        self._claimed: set[int] = set()
+        self._letters: list[DeadLetter] = []
+        self._seq = 0
+        self._count = 0
+        self._limits = max_records, max_bytes
+
+    def add(self, rows: list[tuple[str, str]]) -> None:
+        with self._lock:
+            for ids, bodies in chunked(rows, *self._limits):
+                self._seq += 1
+                self._chunks[self._seq] = Chunk(self._seq, ids, bodies)
+            self._count += len(rows)
+
+    def claim(self, max_records: int, max_bytes: int, upto: int) -> list[Chunk]:
+        with self._lock:
+            free = [
+                (chunk.seq, len(chunk.ids), body_size(chunk.bodies))
+                for chunk in self._chunks.values()
+                if chunk.seq <= upto and chunk.seq not in self._claimed
+            ][:64]
+            seqs = batch_fit(free, max_records, max_bytes)
+            self._claimed.update(seqs)
+            return [self._chunks[seq] for seq in seqs]
+
+    def renew(self, chunks: list[Chunk]) -> None:
+        return None
+
+    def ack(self, chunks: list[Chunk]) -> None:
+        with self._lock:
+            for chunk in chunks:
+                if self._chunks.pop(chunk.seq, None) is not None:
+                    self._count -= len(chunk.ids)
+                self._claimed.discard(chunk.seq)
+
+    def shrink(self, chunk: Chunk, keep: list[int]) -> None:
+        with self._lock:
+            self._count -= len(chunk.ids) - len(keep)
+            chunk.ids = [chunk.ids[i] for i in keep]
+            chunk.bodies = [chunk.bodies[i] for i in keep]
+
+    def release(self, chunks: list[Chunk]) -> None:
+        with self._lock:
+            self._claimed.difference_update(chunk.seq for chunk in chunks)
+
+    def dead_letter(self, letters: list[tuple[str, str, str]]) -> None:
+        with self._lock:
+            self._letters.extend(letter(*item) for item in letters)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        with self._lock:
+            return list(self._letters)
+
+    def last_seq(self) -> int:
+        return self._seq
+
+    def count(self) -> int:
+        return self._count
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,129 @@
+"""The outboxes one exporter uses: its file on disk (if any), its memory, and failed files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ._outbox import DeadLetter, MemoryOutbox, Outbox, OutboxUnavailable
+from ._sender import Status
+from ._settings import ExportSettings
+from ._sqlite import SqliteOutbox, open_outbox
+
+__all__ = ["Outboxes"]
+
+logger = logging.getLogger("flexcredits_sdk")
+
+
+class Outboxes:
+    """Where an exporter's records wait: on disk when it can, in memory when it must.
+
+    A corrupt file is quarantined and replaced; a directory that cannot be written (read-only,
+    full, not a directory) leaves new records in memory, up to ``max_queue``, and a file that
+    fails later is still read until what it holds is delivered.
+
+    Args:
+        path: The outbox file, or ``None`` for memory only.
+        owner: This process's claim token.
+        settings: Chunk sizes, lease, durability, caps.
+        status: Where errors are reported.
+    """
+
+    def __init__(
+        self, path: Path | None, *, owner: str, settings: ExportSettings, status: Status
+    ) -> None:
+        self._settings = settings
+        self._status = status
+        self.memory = MemoryOutbox(settings.max_batch_records, settings.max_batch_bytes)
+        self.disk: SqliteOutbox | None = None
+        self.quarantined: Path | None = None
+        self._retired: list[SqliteOutbox] = []
+        if path is not None:
+            self._open(path, owner)
+
+    def _open(self, path: Path, owner: str) -> None:
+        settings = self._settings
+        try:
+            self.disk, self.quarantined = open_outbox(
+                path,
+                owner=owner,
+                lease=settings.lease,
+                sync=settings.durability == "sync",
+                max_records=settings.max_batch_records,
+                max_bytes=settings.max_batch_bytes,
+            )
+        except OutboxUnavailable as exc:
+            self.failed(exc)
+            return
+        if self.quarantined is not None:
+            self._status.last_error = (
+                f"outbox {str(path)!r} was corrupt; moved to {str(self.quarantined)!r} and replaced"
+            )
+        waiting = self.disk.count()
+        if waiting:
+            logger.info("flexcredits outbox %s: replaying %d records", path, waiting)
+
+    def failed(self, exc: Exception) -> None:
+        """Stop writing to the disk (it keeps being read), and say so."""
+        if self.disk is not None:
+            self._retired.append(self.disk)
+        self.disk = None
+        self._status.last_error = (
+            f"{exc}; new records are kept in memory only (at most {self._settings.max_queue})"
+        )
+        logger.error("flexcredits outbox unavailable: %s", self._status.last_error)
+
+    def add(self, rows: list[tuple[str, str]]) -> None:
+        """Commit rows to the disk, or to memory when there is no usable disk."""
+        disk = self.disk
+        if disk is not None:
+            try:
+                disk.add(rows)
+                return
+            except OutboxUnavailable as exc:
+                self.failed(exc)
+        self.memory.add(rows)
+
+    def room(self) -> int:
+        """How many more records may be committed before the cap."""
+        if self.disk is not None:
+            return self._settings.max_outbox - self.disk.count()
+        return self._settings.max_queue - self.memory.count()
+
+    def disks(self) -> list[SqliteOutbox]:
+        """The files read from: the current one and any that failed."""
+        return [*self._retired, *([self.disk] if self.disk is not None else [])]
+
+    def sources(self) -> list[Outbox]:
+        """Every outbox to send from, memory first."""
+        return [self.memory, *self.disks()]
+
+    def on_disk(self) -> int:
+        """Records waiting on disk."""
+        return sum(disk.count() for disk in self.disks())
+
+    def pending(self) -> int:
+        """Records waiting anywhere."""
+        return self.memory.count() + self.on_disk()
+
+    def refresh(self) -> None:
+        """Recount the files' records (other processes share them)."""
+        for disk in self.disks():
+            disk.refresh()
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every dead letter, oldest files first."""
+        letters: list[DeadLetter] = []
+        for disk in self.disks():
+            letters += disk.dead_letters()
+        return letters + self.memory.dead_letters()
+
+    def abandon(self) -> None:
+        """In a forked child: leave the parent's connections alone."""
+        for disk in self.disks():
+            disk.abandon()
+
+    def close(self) -> None:
+        """Close the files."""
+        for disk in self.disks():
+            disk.close()

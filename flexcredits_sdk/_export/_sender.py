@@ -1,0 +1,179 @@
+"""Sending one batch: retries with tenacity, and settling what the service answered."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import tenacity
+
+from ._outbox import Chunk, DeadLetter, Outbox
+from ._settings import ExportSettings
+from ._transport import DeliveryRetry, IngestOutcome, Transport
+
+__all__ = ["MAX_RETRY_AFTER", "Sender", "Status"]
+
+logger = logging.getLogger("flexcredits_sdk")
+
+#: Retry-After is honoured up to this many seconds.
+MAX_RETRY_AFTER = 300.0
+
+
+class Status:
+    """Delivery figures, shared by the exporter and its sending threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent = self.duplicates = self.rejected = self.dropped = 0
+        self.last_error: str | None = None
+        self.failing = False
+
+
+class Sender:
+    """Sends claimed chunks until the service settles every record in them.
+
+    Connection errors, timeouts, 408, 429, 5xx and malformed answers are retried with
+    exponential backoff and full jitter (Retry-After honoured); 401 and 403 wait
+    `pause_interval` between attempts. Retries reuse the records' ids and the batch's key.
+
+    Args:
+        transport: Sends batches.
+        status: Where the figures go.
+        settings: Backoff, pause and lease durations.
+        on_rejected: Called with each `DeadLetter`.
+        sleep: Waits between attempts.
+        clock: Monotonic seconds.
+        should_stop: Whether to give up retrying (a shutdown deadline passed).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        status: Status,
+        settings: ExportSettings,
+        *,
+        on_rejected: Callable[[DeadLetter], Any] | None,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
+        should_stop: Callable[[], bool],
+    ) -> None:
+        self._transport = transport
+        self._status = status
+        self._jitter = tenacity.wait_random_exponential(
+            multiplier=settings.initial_backoff, max=settings.max_backoff
+        )
+        self._pause_interval = settings.pause_interval
+        self._lease = settings.lease
+        self._on_rejected = on_rejected
+        self._sleep = sleep
+        self._clock = clock
+        self._should_stop = should_stop
+        self._renewed: dict[str, float] = {}
+
+    def send(self, source: Outbox, chunks: list[Chunk]) -> bool:
+        """Send `chunks` (claimed from `source`) until settled; False if told to stop first."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(DeliveryRetry),
+            wait=self._wait,
+            stop=lambda state: self._should_stop(),
+            sleep=self._sleep,
+            before_sleep=self._note_failure,
+            reraise=True,
+        )
+        status = self._status
+        while chunks:
+            batch_id = uuid.uuid4().hex
+            try:
+                outcome: IngestOutcome = retrying(self._attempt, source, chunks, batch_id)
+            except DeliveryRetry as exc:
+                status.last_error = exc.reason
+                source.release(chunks)
+                return False
+            finally:
+                self._renewed.pop(batch_id, None)
+            if status.failing:
+                status.failing = False
+                logger.info("flexcredits delivery resumed")
+            with status.lock:
+                status.sent += outcome.accepted
+                status.duplicates += outcome.duplicates
+                status.rejected += len(outcome.rejected)
+            chunks = self._settle(source, chunks, outcome)
+        return True
+
+    def _attempt(self, source: Outbox, chunks: list[Chunk], batch_id: str) -> IngestOutcome:
+        now = self._clock()
+        if now - self._renewed.get(batch_id, now) > self._lease / 3:
+            source.renew(chunks)  # a long retry: keep the claim
+            self._renewed[batch_id] = now
+        self._renewed.setdefault(batch_id, now)
+        ids = [record_id for chunk in chunks for record_id in chunk.ids]
+        bodies = [body for chunk in chunks for body in chunk.bodies]
+        outcome = self._transport.send(ids, bodies, batch_id)
+        if not outcome.done and not outcome.rejected:
+            raise DeliveryRetry("the wallet service acknowledged no record of the batch")
+        return outcome
+
+    def _settle(self, source: Outbox, chunks: list[Chunk], outcome: IngestOutcome) -> list[Chunk]:
+        """Remove settled records; return the chunks that still hold records to send again."""
+        if not outcome.rejected and not outcome.resend:
+            source.ack(chunks)
+            return []
+        letters: list[tuple[str, str, str]] = []
+        finished: list[Chunk] = []
+        again: list[Chunk] = []
+        rejected, resend = outcome.rejected, outcome.resend
+        for chunk in chunks:
+            if rejected:
+                letters.extend(
+                    (record_id, body, rejected[record_id])
+                    for record_id, body in zip(chunk.ids, chunk.bodies, strict=True)
+                    if record_id in rejected
+                )
+            keep = [i for i, record_id in enumerate(chunk.ids) if record_id in resend]
+            if not keep:
+                finished.append(chunk)
+            else:
+                if len(keep) < len(chunk.ids):
+                    source.shrink(chunk, keep)
+                again.append(chunk)
+        if letters:
+            source.dead_letter(letters)
+        source.ack(finished)
+        if letters:
+            self._reject(letters)
+        return again
+
+    def _reject(self, letters: list[tuple[str, str, str]]) -> None:
+        self._status.last_error = f"wallet service rejected {len(letters)} records: {letters[0][2]}"
+        logger.error("flexcredits delivery: %s (kept as dead letters)", self._status.last_error)
+        if self._on_rejected is None:
+            return
+        for record_id, body, reason in letters:
+            try:
+                self._on_rejected(DeadLetter(record_id, reason, json.loads(body)))
+            except Exception:
+                logger.exception("flexcredits on_rejected callback failed")
+
+    # --- retry policy -------------------------------------------------------------------------
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, DeliveryRetry):
+            if exc.paused:
+                return self._pause_interval
+            if exc.retry_after is not None:
+                return min(exc.retry_after, MAX_RETRY_AFTER)
+        return float(self._jitter(state))
+
+    def _note_failure(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        reason = getattr(exc, "reason", repr(exc))
+        self._status.last_error = reason
+        level = logging.DEBUG if self._status.failing else logging.WARNING
+        self._status.failing = True
+        logger.log(level, "flexcredits delivery failed (%s); retrying", reason)

@@ -1,0 +1,296 @@
+"""The outbox on disk: a SQLite file in WAL mode that several processes on one host may share.
+
+A process *claims* the chunks it is about to send by writing its token and a lease expiry in
+the ``claims`` table, in one transaction, so two processes never send the same records at the
+same time; a claim whose lease ran out (its process died) is taken over by whoever comes next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._outbox import (
+    Chunk,
+    DeadLetter,
+    OutboxUnavailable,
+    batch_fit,
+    body_size,
+    chunked,
+    letter,
+)
+
+__all__ = ["SqliteOutbox", "open_outbox"]
+
+logger = logging.getLogger("flexcredits_sdk")
+
+#: Schema version stored in the file; a file with another version is quarantined. Small
+#: columns come before the large ones, so scans never read the bodies' overflow pages.
+_SCHEMA = 4
+
+_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS chunks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    records INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    ids TEXT NOT NULL,
+    bodies TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    seq INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lease REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SqliteOutbox:
+    """An outbox in a SQLite file (WAL mode) that survives the process and may be shared.
+
+    Each group commit is stored as chunks of at most one batch's worth of records; a chunk is
+    claimed, sent, and deleted as a whole (or shrunk when the service settled only part of it).
+
+    Args:
+        path: The file.
+        owner: This process's claim token.
+        lease: Seconds a claim lasts before another process may take the chunks over.
+        sync: Commit with ``synchronous=FULL`` (survives power loss) instead of ``NORMAL``
+            (survives the process being killed).
+        max_records: Most records per chunk.
+        max_bytes: Most JSON bytes per chunk.
+        clock: Wall-clock seconds, for leases.
+
+    Raises:
+        OutboxUnavailable: The file cannot be created or written.
+        sqlite3.DatabaseError: The file is not a usable outbox (see `open_outbox`).
+    """
+
+    durable = True
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        owner: str,
+        lease: float = 30.0,
+        sync: bool = False,
+        max_records: int = 500,
+        max_bytes: int = 512 * 1024,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.path = path
+        self._owner = owner
+        self._lease = lease
+        self._limits = max_records, max_bytes
+        self._clock = clock or time.time
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.OperationalError) as exc:
+            raise OutboxUnavailable(f"cannot open outbox {str(path)!r}: {exc}") from None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+            conn.executescript(_SCHEMA_SQL)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
+            (version,) = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if version != str(_SCHEMA):
+                raise sqlite3.DatabaseError(f"unknown outbox schema version {version!r}")
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            text = str(exc)
+            if any(word in text for word in ("readonly", "unable to open", "disk", "locked")):
+                raise OutboxUnavailable(f"cannot write outbox {str(path)!r}: {exc}") from None
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._seq = self._count = 0
+        self.refresh()
+
+    def __repr__(self) -> str:
+        return f"SqliteOutbox({str(self.path)!r})"
+
+    def add(self, rows: list[tuple[str, str]]) -> None:
+        values = [
+            (json.dumps(ids), "\n".join(bodies), len(ids), body_size(bodies))
+            for ids, bodies in chunked(rows, *self._limits)
+        ]
+        with self._lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO chunks (ids, bodies, records, bytes) VALUES (?, ?, ?, ?)", values
+                )
+                (seq,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise OutboxUnavailable(f"cannot write outbox {str(self.path)!r}: {exc}") from None
+            self._seq = max(self._seq, seq)
+            self._count += len(rows)
+
+    def claim(self, max_records: int, max_bytes: int, upto: int) -> list[Chunk]:
+        now = self._clock()
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                free = conn.execute(
+                    "SELECT c.seq, c.records, c.bytes FROM chunks c LEFT JOIN claims k "
+                    "ON k.seq = c.seq WHERE c.seq <= ? AND (k.lease IS NULL OR k.lease < ?) "
+                    "ORDER BY c.seq LIMIT 64",
+                    (upto, now),
+                ).fetchall()
+                seqs = batch_fit(free, max_records, max_bytes)
+                conn.executemany(
+                    "INSERT OR REPLACE INTO claims VALUES (?, ?, ?)",
+                    [(seq, self._owner, now + self._lease) for seq in seqs],
+                )
+                marks = ",".join("?" * len(seqs))
+                found = conn.execute(
+                    f"SELECT seq, ids, bodies FROM chunks WHERE seq IN ({marks}) ORDER BY seq",
+                    seqs,
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        return [Chunk(seq, json.loads(ids), bodies.split("\n")) for seq, ids, bodies in found]
+
+    def _update(self, sql: str, chunks: list[Chunk], *params: Any) -> None:
+        if not chunks:
+            return
+        marks = ",".join("?" * len(chunks))
+        with self._lock:
+            self._conn.execute(sql.format(marks), (*params, *(chunk.seq for chunk in chunks)))
+
+    def renew(self, chunks: list[Chunk]) -> None:
+        lease = self._clock() + self._lease
+        self._update("UPDATE claims SET lease = ? WHERE seq IN ({})", chunks, lease)
+
+    def ack(self, chunks: list[Chunk]) -> None:
+        if not chunks:
+            return
+        seqs = [chunk.seq for chunk in chunks]
+        marks = ",".join("?" * len(seqs))
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"DELETE FROM chunks WHERE seq IN ({marks})", seqs)
+                conn.execute(f"DELETE FROM claims WHERE seq IN ({marks})", seqs)
+            finally:
+                conn.execute("COMMIT")
+        self._count = max(0, self._count - sum(len(chunk.ids) for chunk in chunks))
+
+    def shrink(self, chunk: Chunk, keep: list[int]) -> None:
+        removed = len(chunk.ids) - len(keep)
+        chunk.ids = [chunk.ids[i] for i in keep]
+        chunk.bodies = [chunk.bodies[i] for i in keep]
+        with self._lock:
+            self._conn.execute(
+                "UPDATE chunks SET ids = ?, bodies = ?, records = ?, bytes = ? WHERE seq = ?",
+                (
+                    json.dumps(chunk.ids),
+                    "\n".join(chunk.bodies),
+                    len(chunk.ids),
+                    body_size(chunk.bodies),
+                    chunk.seq,
+                ),
+            )
+        self._count = max(0, self._count - removed)
+
+    def release(self, chunks: list[Chunk]) -> None:
+        self._update("DELETE FROM claims WHERE seq IN ({})", chunks)
+
+    def dead_letter(self, letters: list[tuple[str, str, str]]) -> None:
+        now = self._clock()
+        with self._lock:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?)",
+                [(record_id, body, reason, now) for record_id, body, reason in letters],
+            )
+
+    def dead_letters(self) -> list[DeadLetter]:
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT id, body, reason FROM dead_letters ORDER BY at, id"
+            ).fetchall()
+        return [letter(record_id, body, reason) for record_id, body, reason in found]
+
+    def last_seq(self) -> int:
+        return self._seq
+
+    def count(self) -> int:
+        return self._count
+
+    def refresh(self) -> None:
+        """Recount the records (other processes may share the file)."""
+        with self._lock:
+            count, seq = self._conn.execute(
+                "SELECT coalesce(sum(records), 0), coalesce(max(seq), 0) FROM chunks"
+            ).fetchone()
+        self._count = int(count)
+        self._seq = max(self._seq, int(seq))
+
+    def abandon(self) -> None:
+        """Forget the connection without closing it (in a forked child: it is the parent's)."""
+        _ABANDONED.append(self._conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+#: Connections inherited across fork: never used and never closed in the child.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def open_outbox(path: Path, **options: Any) -> tuple[SqliteOutbox, Path | None]:
+    """Open the outbox at `path` (see `SqliteOutbox`), quarantining a corrupt file first.
+
+    Returns:
+        The outbox, and where a corrupt earlier file was moved (or ``None``).
+
+    Raises:
+        OutboxUnavailable: The directory or file cannot be written.
+    """
+    try:
+        return SqliteOutbox(path, **options), None
+    except sqlite3.DatabaseError as exc:
+        quarantine = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
+        logger.error(
+            "flexcredits outbox %s is corrupt (%s); moved to %s and starting a new one",
+            path,
+            exc,
+            quarantine,
+        )
+        try:
+            path.rename(quarantine)
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.rename(quarantine.with_name(quarantine.name + suffix))
+        except OSError as move_error:
+            raise OutboxUnavailable(
+                f"cannot quarantine corrupt outbox {str(path)!r}: {move_error}"
+            ) from None
+        return SqliteOutbox(path, **options), quarantine

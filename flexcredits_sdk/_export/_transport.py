@@ -1,0 +1,273 @@
+"""HTTP transport to a wallet service: one `httpx.Client`, gzip bodies, answers classified.
+
+The API key lives only in the ``Authorization`` header of each request; nothing here puts it
+in a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import ipaddress
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from .._exceptions import ConfigurationError, FlexCreditsError
+from .._wire import API_VERSION, ErrorResponse, IngestResponse, RecordResult
+
+__all__ = [
+    "DeliveryRetry",
+    "IngestOutcome",
+    "Transport",
+    "WalletError",
+    "check_url",
+    "error_from_response",
+    "parse_retry_after",
+]
+
+_RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+_PAUSE_STATUS = frozenset({401, 403})
+_USER_AGENT = "flexcredits-sdk-python"
+
+
+class WalletError(FlexCreditsError):
+    """A wallet service answered a question with an error, or could not be reached.
+
+    Attributes:
+        status_code: The HTTP status, or ``None`` when no answer came.
+        code: The service's machine-readable error code, if it sent one.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None):
+        self.status_code = status_code
+        self.code = code
+        super().__init__(message)
+
+
+class DeliveryRetry(Exception):
+    """A batch was not acknowledged and should be sent again (internal to the exporter).
+
+    Attributes:
+        reason: Why, for `stats()` and logs.
+        retry_after: Seconds the service asked to wait, if it did.
+        paused: The service refused the credentials; delivery waits longer between attempts.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None, paused: bool = False):
+        self.reason = reason
+        self.retry_after = retry_after
+        self.paused = paused
+        super().__init__(reason)
+
+
+@dataclass
+class IngestOutcome:
+    """What the service did with a batch, by record id: settled, rejected, or to send again."""
+
+    done: set[str] = field(default_factory=set)
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)
+    resend: set[str] = field(default_factory=set)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: Any) -> httpx.URL:
+    """Return the wallet service's base URL, refusing plain HTTP except to loopback hosts.
+
+    Raises:
+        ConfigurationError: The URL is not a string, not absolute, or plain HTTP elsewhere.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigurationError("url", url, "must be the wallet service's URL, e.g. https://...")
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ConfigurationError("url", url, f"is not a URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError("url", url, "must be an absolute http(s) URL")
+    if parsed.scheme == "http" and not _is_loopback(parsed.host):
+        raise ConfigurationError(
+            "url", url, "must use https (plain http is allowed for loopback hosts only)"
+        )
+    if parsed.userinfo:
+        raise ConfigurationError("url", url, "must not carry credentials; pass api_key")
+    return parsed.copy_with(path=parsed.path.rstrip("/"), query=None, fragment=None)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks for (delta or HTTP date), or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_from_response(response: httpx.Response) -> WalletError:
+    """Return a `WalletError` for an error answer, with the service's code and message."""
+    try:
+        detail = ErrorResponse.model_validate_json(response.content).error
+        code, text = detail.code, detail.message
+    except ValidationError:
+        code, text = None, response.reason_phrase or "error"
+    return WalletError(
+        f"wallet service answered {response.status_code}: {text}",
+        status_code=response.status_code,
+        code=code,
+    )
+
+
+class Transport:
+    """Sends batches and questions to one wallet service.
+
+    Args:
+        url: The service's base URL (checked by `check_url`).
+        api_key: The bearer token, or ``None`` for a service without auth.
+        client: An `httpx.Client` to use (its own settings apply); one with keep-alive is made
+            otherwise and closed by `close`.
+        timeout: Seconds for connecting, and for each read and write.
+        gzip_min_bytes: Bodies at least this long are gzip-compressed.
+    """
+
+    def __init__(
+        self,
+        url: httpx.URL,
+        api_key: str | None,
+        *,
+        client: httpx.Client | None = None,
+        timeout: float = 10.0,
+        gzip_min_bytes: int = 1024,
+    ) -> None:
+        self.url = url
+        self._headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._own_client = client is None
+        self._timeout = timeout
+        self._gzip_min = gzip_min_bytes
+        self.client = client or self.new_client()
+
+    def __repr__(self) -> str:
+        return f"Transport(url={str(self.url)!r})"
+
+    def new_client(self) -> httpx.Client:
+        """Return a fresh client with keep-alive and this transport's timeouts."""
+        return httpx.Client(
+            timeout=httpx.Timeout(self._timeout),
+            limits=httpx.Limits(max_keepalive_connections=4, keepalive_expiry=30.0),
+        )
+
+    def after_fork(self) -> None:
+        """Use a fresh client in a forked child (the parent's sockets stay the parent's)."""
+        if self._own_client:
+            self.client = self.new_client()
+
+    def close(self) -> None:
+        """Close the client if this transport made it."""
+        if self._own_client:
+            self.client.close()
+
+    def endpoint(self, path: str) -> str:
+        """Return the absolute URL of a protocol path such as ``records``."""
+        return f"{self.url}/{API_VERSION}/{path}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers every request carries (including the credentials)."""
+        return self._headers
+
+    def send(
+        self, ids: Sequence[str], bodies: Sequence[str], batch_id: str | None = None
+    ) -> IngestOutcome:
+        """POST one batch (records' ids and JSON texts) to ``/v1/records``; classify the answer.
+
+        Raises:
+            DeliveryRetry: Nothing in the batch is acknowledged; send it again later.
+        """
+        body = ('{"records":[' + ",".join(bodies) + "]}").encode()
+        headers = {
+            **self._headers,
+            "Content-Type": "application/json",
+            "Idempotency-Key": batch_id or uuid.uuid4().hex,
+        }
+        if len(body) >= self._gzip_min:
+            body = gzip.compress(body, compresslevel=1, mtime=0)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            response = self.client.post(self.endpoint("records"), content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise DeliveryRetry(f"timed out: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise DeliveryRetry(f"cannot reach the wallet service: {type(exc).__name__}") from None
+        return self._classify(ids, response)
+
+    def _classify(self, ids: Sequence[str], response: httpx.Response) -> IngestOutcome:
+        status = response.status_code
+        if status in _RETRY_STATUS:
+            raise DeliveryRetry(
+                f"wallet service answered {status}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status in _PAUSE_STATUS:
+            raise DeliveryRetry(
+                f"wallet service refused the credentials ({status}); delivery is paused and "
+                "every record is kept",
+                paused=True,
+            )
+        if status not in (200, 422):
+            raise DeliveryRetry(f"{error_from_response(response)}; records kept", paused=True)
+        try:
+            answer = IngestResponse.model_validate_json(response.content)
+        except ValidationError:
+            raise DeliveryRetry(f"wallet service answered {status} with a malformed body") from None
+        return _outcome(ids, answer.results)
+
+
+def _outcome(ids: Sequence[str], results: list[RecordResult]) -> IngestOutcome:
+    if len(results) == len(ids) and all(
+        result.id == record_id for result, record_id in zip(results, ids, strict=True)
+    ):  # the protocol's order: one result per record, in the batch's order
+        statuses = [result.status for result in results]
+        accepted = statuses.count("accepted")
+        duplicates = statuses.count("duplicate")
+        if accepted + duplicates == len(ids):  # the usual answer: every record settled
+            return IngestOutcome(done=set(ids), accepted=accepted, duplicates=duplicates)
+        found: Sequence[RecordResult | None] = results
+    else:
+        by_id = {result.id: result for result in results}
+        found = [by_id.get(record_id) for record_id in ids]
+    outcome = IngestOutcome()
+    for record_id, result in zip(ids, found, strict=True):
+        if result is None or result.status == "not_booked":
+            outcome.resend.add(record_id)
+        elif result.status == "rejected":
+            outcome.rejected[record_id] = result.reason or "rejected"
+        else:
+            outcome.done.add(record_id)
+            if result.status == "accepted":
+                outcome.accepted += 1
+            else:
+                outcome.duplicates += 1
+    return outcome

@@ -1,0 +1,165 @@
+"""The ASGI application: the wallet service's routes, health checks and dashboard."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from .. import __version__
+from .._wire import IngestRequest
+from ._dashboard import render_dashboard
+from ._http import BodyLimit, KeyCache, error_handlers, error_response, tenant_of
+from ._queries import RecordQuery
+from ._routes import router
+from ._settings import ServerSettings
+from ._store import Tenant, WalletStore
+from ._webhooks import Deliverer
+
+__all__ = ["app_from_env", "create_app"]
+
+logger = logging.getLogger("flexcredits_sdk.server")
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """Add the ingestion body's schema, which that route reads itself, to the document."""
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default()
+            extra = IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in extra.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components["IngestRequest"] = extra
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
+def create_app(
+    settings: ServerSettings | None = None, *, store: WalletStore | None = None
+) -> FastAPI:
+    """Return the wallet service's ASGI application.
+
+    Args:
+        settings: How the service runs; from the environment when omitted.
+        store: The storage (for tests); opened from ``settings.db`` when omitted.
+    """
+    settings = settings or ServerSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        wallet = store or WalletStore(settings.db)
+        wallet.migrate()
+        deliverer = Deliverer(
+            wallet.engine,
+            interval_s=float(settings.webhook_interval_s),
+            backoff_s=float(settings.webhook_backoff_s),
+        )
+        app.state.store = wallet
+        deliverer.start()
+        logger.info("wallet service started", extra={"event": "startup", "db": wallet.dialect})
+        try:
+            yield
+        finally:
+            deliverer.stop()
+            wallet.close()
+            logger.info("wallet service stopped", extra={"event": "shutdown"})
+
+    app = FastAPI(
+        title="flexcredits wallet",
+        version=__version__,
+        summary="The Digital Wallet of flexcredits-sdk: balances, usage, grants and alerts.",
+        lifespan=lifespan,
+        exception_handlers=error_handlers,
+        separate_input_output_schemas=False,
+    )
+    app.state.settings = settings
+    app.state.keys = KeyCache()
+    app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.middleware("http")(_access_log)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+
+    @app.get("/healthz", include_in_schema=True)
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz(request: Request) -> Response:
+        """The process can reach its database."""
+        try:
+            request.app.state.store.ping()
+        except Exception:
+            logger.warning("database unreachable", exc_info=True, extra={"event": "readyz"})
+            return error_response(503, "unavailable", "the database cannot be reached")
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(
+        request: Request,
+        tenant: Annotated[Tenant, Depends(tenant_of)],
+        bucket: Literal["hour", "day", "month"] = "day",
+        tag: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> HTMLResponse:
+        """A read-only page: balance, usage by environment and tag over time, alerts."""
+        wallet: WalletStore = request.app.state.store
+        tag_key = tag or _first_tag(wallet, tenant)
+        page = render_dashboard(
+            tenant=tenant.name,
+            balance=wallet.balance(tenant.id),
+            by_environment=wallet.usage(tenant.id, ["environment"], bucket=bucket),
+            by_tag=wallet.usage(tenant.id, [tag_key], bucket=bucket) if tag_key else [],
+            tag_key=tag_key,
+            budgets=wallet.budgets(tenant.id),
+            alerts=wallet.alerts(tenant.id, 10),
+            bucket=bucket,
+        )
+        return HTMLResponse(page)
+
+    return app
+
+
+def _first_tag(wallet: WalletStore, tenant: Tenant) -> str | None:
+    latest = wallet.records(tenant.id, RecordQuery(limit=1, newest_first=True))
+    return min(latest[0].tags) if latest and latest[0].tags else None
+
+
+async def _access_log(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    start = time.perf_counter()
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    response = await call_next(request)
+    response.headers["x-request-id"] = request_id
+    logger.info(
+        "%s %s %s",
+        request.method,
+        request.url.path,
+        response.status_code,
+        extra={
+            "event": "request",
+            "method": request.method,
+            "path": request.url.path,
+            "status": response.status_code,
+            "ms": round((time.perf_counter() - start) * 1000, 2),
+            "tenant": getattr(request.state, "tenant", None),
+            "request_id": request_id,
+        },
+    )
+    return response
+
+
+def app_from_env() -> FastAPI:
+    """Return the application configured from the environment (uvicorn's ``--factory``)."""
+    return create_app(ServerSettings.from_env())

@@ -1,0 +1,143 @@
+"""``POST /v1/records``: validate a batch whole, then book its new records in one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
+from .._exceptions import ConfigurationError
+from .._models import UsageRecordModel
+from .._records import UsageRecord
+from .._wire import IngestRequest
+from ._http import ApiError
+from ._schema import to_nano
+from ._store import Tenant, WalletStore
+
+__all__ = ["ingest_batch"]
+
+logger = logging.getLogger("flexcredits_sdk.server")
+
+
+def _answer(results: list[dict[str, Any]]) -> dict[str, Any]:
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "not_booked": 0}
+    for result in results:
+        counts[result["status"]] += 1
+    return {
+        "results": results,
+        "accepted": counts["accepted"],
+        "duplicates": counts["duplicate"],
+        "rejected": counts["rejected"],
+    }
+
+
+def _reason(error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"][2:]) or "record"
+    return f"{field}: {error['msg']}"
+
+
+def _rejection(body: bytes, exc: ValidationError) -> tuple[int, dict[str, Any]]:
+    """Return the 422 answer naming each invalid record, or raise 400 for a malformed batch."""
+    reasons: dict[int, str] = {}
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        if len(loc) < 2 or loc[0] != "records" or not isinstance(loc[1], int):
+            where = ".".join(str(part) for part in loc) or "body"
+            raise ApiError(400, f"malformed batch: {where}: {error['msg']}", "malformed_batch")
+        reasons.setdefault(loc[1], _reason(error))
+    raw = json.loads(body)["records"]
+    results: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        rid = item.get("id") if isinstance(item, dict) else None
+        rid = rid if isinstance(rid, str) else f"#{index}"
+        if index not in reasons:
+            checked = _check(UsageRecordModel.model_validate(item))
+            if isinstance(checked, str):
+                reasons[index] = checked
+        if index in reasons:
+            results.append({"id": rid, "status": "rejected", "reason": reasons[index]})
+        else:
+            results.append({"id": rid, "status": "not_booked", "reason": None})
+    return 422, _answer(results)
+
+
+_INT64 = 2**63
+_INT32 = 2**31
+
+
+def _check(model: UsageRecordModel, nul: bool = True) -> UsageRecord | str:
+    """Return the record of a valid model, or why the service cannot book it."""
+    try:
+        record = model.to_record()
+        nano = to_nano(record.credits)
+    except ConfigurationError as exc:
+        return f"{exc.field}: {exc.reason}"
+    if nano >= _INT64:
+        return "credits: too large"
+    if record.units >= _INT32:
+        return "units: too large"
+    if record.start_time_ns + record.duration_ns >= _INT64:
+        return "start_time_ns: the action must end before the year 2262"
+    if not nul:
+        return record
+    texts = [v for v in record if isinstance(v, str)]
+    texts += [*record.tags.keys(), *record.tags.values()]
+    if any("\x00" in text for text in texts):
+        return "record: text must not contain NUL characters"
+    return record
+
+
+def ingest_batch(store: WalletStore, tenant: Tenant, body: bytes) -> tuple[int, dict[str, Any]]:
+    """Validate and book one batch; return the status code and the `IngestResponse` data.
+
+    Raises:
+        ApiError: 400 when the body is not a batch at all (not JSON, no records, too many).
+    """
+    try:
+        batch = IngestRequest.model_validate_json(body)
+    except ValidationError as exc:
+        return _rejection(body, exc)
+    records: list[UsageRecord] = []
+    reasons: dict[int, str] = {}
+    nul = b"\\u0000" in body  # JSON can carry a NUL only escaped
+    for index, model in enumerate(batch.records):
+        checked = _check(model, nul)
+        if isinstance(checked, str):
+            reasons[index] = checked
+        else:
+            records.append(checked)
+    if reasons:
+        return 422, _answer(
+            [
+                {"id": m.id, "status": "rejected", "reason": reasons[i]}
+                if i in reasons
+                else {"id": m.id, "status": "not_booked", "reason": None}
+                for i, m in enumerate(batch.records)
+            ]
+        )
+    logger.debug(
+        "batch received",
+        extra={"event": "ingest.start", "tenant": tenant.name, "records": len(records)},
+    )
+    inserted = store.ingest(tenant.id, records)
+    results = []
+    fresh = set(inserted)
+    for record in records:
+        rid = record.id
+        if rid in fresh:
+            fresh.discard(rid)  # a later copy of the same id in this batch is a duplicate
+            results.append({"id": rid, "status": "accepted", "reason": None})
+        else:
+            results.append({"id": rid, "status": "duplicate", "reason": None})
+    logger.info(
+        "batch booked",
+        extra={
+            "event": "ingest.done",
+            "tenant": tenant.name,
+            "records": len(records),
+            "accepted": len(inserted),
+        },
+    )
+    return 200, _answer(results)

@@ -1,0 +1,96 @@
+"""Request and answer models of the service's endpoints beyond the wire protocol's."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+
+from .._models import Alert, BudgetInfo
+
+__all__ = [
+    "AlertsResponse",
+    "BudgetRequest",
+    "BudgetsResponse",
+    "TenantRequest",
+    "TenantResponse",
+    "WatchRequest",
+    "WatchResponse",
+    "WebhookRequest",
+    "WebhookResponse",
+]
+
+TagText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AlertsResponse(_Model):
+    """``GET /v1/alerts``: the latest alerts, newest first."""
+
+    alerts: list[Alert]
+
+
+class BudgetRequest(_Model):
+    """``POST /v1/budgets``: a budget on the credits of actions carrying `tags`.
+
+    A budget with the same tags and period replaces the old one. Budgets on the service alert
+    when spending goes past the limit; refusing actions (``hard``) needs an in-process wallet.
+    """
+
+    credits: Annotated[int | Decimal, Field(gt=0)]
+    tags: Annotated[dict[TagText, TagText], Field(max_length=20)] = Field(default_factory=dict)
+    period: Literal["day", "month"] | None = "month"
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class BudgetsResponse(_Model):
+    """``GET /v1/budgets``."""
+
+    budgets: list[BudgetInfo]
+
+
+class WatchRequest(_Model):
+    """``POST /v1/watches``: alert when the balance falls below a threshold.
+
+    Exactly one of `credits` and `percent` (of the credits of unexpired grants).
+    """
+
+    credits: Annotated[int | Decimal, Field(ge=0)] | None = None
+    percent: Annotated[Decimal, Field(gt=0, le=100)] | None = None
+
+
+class WatchResponse(_Model):
+    """The id that alerts from a watch carry in ``budget_id``."""
+
+    id: str
+
+
+class WebhookRequest(_Model):
+    """``PUT /v1/webhook``: where alerts are POSTed."""
+
+    url: AnyHttpUrl
+
+
+class WebhookResponse(_Model):
+    """The webhook and its signing secret (shown only in this answer)."""
+
+    url: str
+    secret: str
+
+
+class TenantRequest(_Model):
+    """``POST /v1/tenants`` (admin key): a new tenant."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    overdraft: Literal["allow", "deny"] = "allow"
+
+
+class TenantResponse(_Model):
+    """A tenant and an API key of its (shown only in this answer)."""
+
+    name: str
+    api_key: str

@@ -1,0 +1,223 @@
+"""The service's JSON endpoints: the wire protocol's, and the wallet's alerts and settings.
+
+Every tenant endpoint takes the tenant from the caller's key (`tenant_of`) and passes only its
+id to the store; no request names another tenant. Admin endpoints need the admin key.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from .._ledger import datetime_to_ns
+from .._models import Balance, GrantInfo
+from .._wire import (
+    ErrorResponse,
+    GrantRequest,
+    GrantsResponse,
+    IngestResponse,
+    RecordsQuery,
+    RecordsResponse,
+    UsageQuery,
+    UsageResponse,
+)
+from ._http import ApiError, admin_only, read_body, tenant_of
+from ._ingest import ingest_batch
+from ._models import (
+    AlertsResponse,
+    BudgetRequest,
+    BudgetsResponse,
+    TenantRequest,
+    TenantResponse,
+    WatchRequest,
+    WatchResponse,
+    WebhookRequest,
+    WebhookResponse,
+)
+from ._queries import RecordQuery
+from ._store import Tenant, WalletStore
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1")
+
+TenantDep = Annotated[Tenant, Depends(tenant_of)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422)
+}
+_INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestRequest"}}},
+    }
+}
+
+
+_INT64 = 2**63
+
+
+def _store(request: Request) -> WalletStore:
+    store: WalletStore = request.app.state.store
+    return store
+
+
+def _ns(value: _dt.datetime | None, field: str) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ApiError(422, f"{field}: must be timezone-aware, e.g. 2026-01-31T00:00:00Z")
+    return max(-_INT64, min(datetime_to_ns(value), _INT64 - 1))  # the range of BIGINT
+
+
+@router.post(
+    "/records",
+    openapi_extra=_INGEST_BODY,
+    responses={
+        200: {"model": IngestResponse},
+        422: {"model": IngestResponse, "description": "Records rejected; nothing booked"},
+        **{code: v for code, v in _ERRORS.items() if code != 422},
+    },
+)
+async def post_records(request: Request, tenant: TenantDep) -> Response:
+    """Book a batch of usage records, each id once per tenant."""
+    body = await read_body(request, request.app.state.settings.max_body_bytes)
+    status, answer = await run_in_threadpool(ingest_batch, _store(request), tenant, body)
+    return Response(json.dumps(answer), status_code=status, media_type="application/json")
+
+
+@router.get("/balance", responses=_ERRORS)
+def get_balance(request: Request, tenant: TenantDep) -> Balance:
+    """The balance: one across every environment."""
+    return _store(request).balance(tenant.id)
+
+
+@router.get("/usage", responses=_ERRORS)
+def get_usage(
+    request: Request, tenant: TenantDep, query: Annotated[UsageQuery, Query()]
+) -> UsageResponse:
+    """Usage grouped by record fields (action, environment, ...) or tag keys."""
+    if len(query.group_by) > 20:
+        raise ApiError(422, "group_by: at most 20 names")
+    rows = _store(request).usage(
+        tenant.id,
+        query.group_by,
+        environment=query.environment,
+        since_ns=_ns(query.since, "since"),
+        until_ns=_ns(query.until, "until"),
+        bucket=query.bucket,
+    )
+    return UsageResponse(rows=rows)
+
+
+@router.get("/records", responses=_ERRORS)
+def get_records(
+    request: Request, tenant: TenantDep, query: Annotated[RecordsQuery, Query()]
+) -> RecordsResponse:
+    """Booked records, oldest first (every one when `limit` is omitted)."""
+    selection = RecordQuery(
+        action=query.action,
+        environment=query.environment,
+        conversation_id=query.conversation_id,
+        since_ns=_ns(query.since, "since"),
+        until_ns=_ns(query.until, "until"),
+        tags=query.tags,
+        limit=None if query.limit is None else min(query.limit, _INT64 - 1),
+    )
+    found = _store(request).records(tenant.id, selection)
+    return RecordsResponse.model_validate({"records": [r.to_dict() for r in found]})
+
+
+@router.get("/grants", responses=_ERRORS)
+def get_grants(request: Request, tenant: TenantDep) -> GrantsResponse:
+    """Every grant with what is left of it, oldest first."""
+    return GrantsResponse(grants=_store(request).grants(tenant.id))
+
+
+@router.post("/grants", responses=_ERRORS, dependencies=[Depends(admin_only)])
+def post_grant(
+    request: Request,
+    grant: GrantRequest,
+    tenant: Annotated[str, Query(description="The tenant's name")],
+) -> GrantInfo:
+    """Add credits to a tenant's wallet (admin key)."""
+    store = _store(request)
+    return store.grant(
+        store.tenant(tenant).id,
+        grant.credits,
+        source=grant.source,
+        priority=grant.priority,
+        expires_ns=_ns(grant.expires_at, "expires_at"),
+    )
+
+
+@router.get("/alerts", responses=_ERRORS)
+def get_alerts(
+    request: Request, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> AlertsResponse:
+    """The latest alerts, newest first."""
+    return AlertsResponse(alerts=_store(request).alerts(tenant.id, limit))
+
+
+@router.get("/budgets", responses=_ERRORS)
+def get_budgets(request: Request, tenant: TenantDep) -> BudgetsResponse:
+    """Budgets with their spending this period."""
+    return BudgetsResponse(budgets=_store(request).budgets(tenant.id))
+
+
+@router.post("/budgets", responses=_ERRORS)
+def post_budget(request: Request, tenant: TenantDep, budget: BudgetRequest) -> BudgetsResponse:
+    """Add a budget (one with the same tags and period is replaced); alerts when exceeded."""
+    store = _store(request)
+    store.set_budget(
+        tenant.id,
+        budget.credits,
+        tags=dict(budget.tags),
+        period=budget.period,
+        hard=False,
+        name=budget.name,
+    )
+    return BudgetsResponse(budgets=store.budgets(tenant.id))
+
+
+@router.post("/watches", responses=_ERRORS)
+def post_watch(request: Request, tenant: TenantDep, watch: WatchRequest) -> WatchResponse:
+    """Alert when the balance falls below credits or a percentage of unexpired grants."""
+    if (watch.credits is None) == (watch.percent is None):
+        raise ApiError(422, "give exactly one of credits and percent")
+    watch_id = _store(request).watch_low_balance(
+        tenant.id, credits=watch.credits, percent=watch.percent
+    )
+    return WatchResponse(id=watch_id)
+
+
+@router.put("/webhook", responses=_ERRORS)
+def put_webhook(request: Request, tenant: TenantDep, webhook: WebhookRequest) -> WebhookResponse:
+    """Send alerts to `url`, signed with a new secret (shown only here)."""
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    _store(request).set_webhook(tenant.id, str(webhook.url), secret)
+    return WebhookResponse(url=str(webhook.url), secret=secret)
+
+
+@router.delete("/webhook", status_code=204, responses=_ERRORS)
+def delete_webhook(request: Request, tenant: TenantDep) -> Response:
+    """Stop sending alerts."""
+    _store(request).set_webhook(tenant.id, None, None)
+    return Response(status_code=204)
+
+
+@router.post("/tenants", responses=_ERRORS, dependencies=[Depends(admin_only)])
+def post_tenant(request: Request, body: TenantRequest) -> TenantResponse:
+    """Create a tenant (admin key); the answer holds its API key, shown only here."""
+    key = _store(request).create_tenant(body.name, overdraft=body.overdraft)
+    return TenantResponse(name=body.name, api_key=key)
+
+
+@router.post("/tenants/{name}/keys", responses=_ERRORS, dependencies=[Depends(admin_only)])
+def post_key(request: Request, name: str) -> TenantResponse:
+    """Add an API key to a tenant (admin key); shown only in this answer."""
+    return TenantResponse(name=name, api_key=_store(request).new_key(name))

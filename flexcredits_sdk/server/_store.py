@@ -1,0 +1,379 @@
+"""The wallet service's storage: tenants, keys, records and ledgers, on SQLite or PostgreSQL.
+
+Every method is one transaction. Every method that takes a ``tenant_id`` reads or writes only
+that tenant's rows: the id comes from the caller's authenticated key, never from a request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .._exceptions import ConfigurationError
+from .._ledger import Ledger, Overdraft, Period, ns_to_datetime
+from .._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
+from .._pricing import RateCard, to_exact
+from .._records import UsageRecord
+from .._usage import Bucket
+from ._db import WRITE, make_engine
+from ._insert import insert_records
+from ._keys import KEY_PREFIX, digest, new_key
+from ._ledgers import LedgerCache, change_ledger, read_ledger
+from ._queries import RecordQuery, select_records, usage
+from ._schema import alerts, api_keys, migrate, tenants
+from ._snapshot import dump_ledger
+
+__all__ = ["Tenant", "WalletStore"]
+
+
+#: What a tenant's name may be (it appears in URLs and logs).
+_TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """An authenticated caller's tenant."""
+
+    id: int
+    name: str
+
+
+def _now() -> int:
+    return time.time_ns()
+
+
+class WalletStore:
+    """Tenants, keys, records and ledgers in one database.
+
+    Args:
+        db: A SQLite file path or a ``postgresql://`` URL.
+        rate_card: Prices credits in money in balances and reports.
+        clock: Returns the current Unix time in nanoseconds.
+    """
+
+    def __init__(
+        self,
+        db: str,
+        *,
+        rate_card: RateCard | None = None,
+        clock: Callable[[], int] = _now,
+    ) -> None:
+        self.engine = make_engine(db)
+        self.rate_card = rate_card or RateCard.agentforce()
+        self.clock = clock
+        self._cache = LedgerCache()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    def migrate(self) -> int:
+        """Bring the schema up to date; return its version."""
+        return migrate(self.engine)
+
+    def ping(self) -> None:
+        """Run a trivial query (raises when the database cannot be reached)."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[tuple[Connection, list[Callable[[], None]]]]:
+        after: list[Callable[[], None]] = []
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            yield conn, after
+        for callback in after:
+            callback()
+
+    def _read(self) -> contextlib.AbstractContextManager[Connection]:
+        return self.engine.begin()
+
+    # --- tenants and keys ---------------------------------------------------------------------
+
+    def create_tenant(self, name: str, *, overdraft: Overdraft = "allow") -> str:
+        """Create a tenant; return its first API key (the only time it is shown).
+
+        Raises:
+            ConfigurationError: The name is malformed or taken, or `overdraft` is wrong.
+        """
+        if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
+            raise ConfigurationError(
+                "name", name, "must be 1 to 64 letters, digits, '_', '.' or '-', not first"
+            )
+        ledger = Ledger(self.rate_card, overdraft=overdraft)
+        now = self.clock()
+        with self._write() as (conn, _):
+            if conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name)).first():
+                raise ConfigurationError("name", name, "a tenant with this name exists")
+            tenant_id = conn.execute(
+                sa.insert(tenants)
+                .values(
+                    name=name,
+                    created_ns=now,
+                    ledger=json.dumps(dump_ledger(ledger)),
+                    version=1,
+                )
+                .returning(tenants.c.id)
+            ).scalar_one()
+            return self._add_key(conn, tenant_id, now)
+
+    def new_key(self, name: str) -> str:
+        """Add an API key to the tenant `name`; return it (the only time it is shown).
+
+        Raises:
+            ConfigurationError: No tenant has that name.
+        """
+        with self._write() as (conn, _):
+            return self._add_key(conn, self._tenant_id(conn, name), self.clock())
+
+    def revoke_keys(self, name: str) -> int:
+        """Revoke every key of tenant `name`; return how many were revoked."""
+        with self._write() as (conn, _):
+            tenant_id = self._tenant_id(conn, name)
+            result = conn.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.tenant_id == tenant_id, api_keys.c.revoked.is_(False))
+                .values(revoked=True)
+            )
+            return int(result.rowcount)
+
+    def _add_key(self, conn: Connection, tenant_id: int, now: int) -> str:
+        key = new_key()
+        conn.execute(
+            sa.insert(api_keys).values(
+                tenant_id=tenant_id,
+                digest=digest(key),
+                prefix=key[: len(KEY_PREFIX) + 6],
+                created_ns=now,
+                revoked=False,
+            )
+        )
+        return key
+
+    def _tenant_id(self, conn: Connection, name: str) -> int:
+        found = conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name)).scalar()
+        if found is None:
+            raise ConfigurationError("tenant", name, "no such tenant")
+        return int(found)
+
+    def tenant(self, name: str) -> Tenant:
+        """Return the tenant called `name`.
+
+        Raises:
+            ConfigurationError: No tenant has that name.
+        """
+        with self._read() as conn:
+            return Tenant(self._tenant_id(conn, name), name)
+
+    def tenants(self) -> list[str]:
+        """Return every tenant's name, alphabetically."""
+        with self._read() as conn:
+            return list(conn.execute(sa.select(tenants.c.name).order_by(tenants.c.name)).scalars())
+
+    def authenticate(self, key: str) -> Tenant | None:
+        """Return the tenant whose live key `key` is, or ``None``."""
+        if not key.startswith(KEY_PREFIX):
+            return None
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(tenants.c.id, tenants.c.name)
+                .join(api_keys, api_keys.c.tenant_id == tenants.c.id)
+                .where(api_keys.c.digest == digest(key), api_keys.c.revoked.is_(False))
+            ).first()
+        return None if row is None else Tenant(row.id, row.name)
+
+    # --- the ledger ---------------------------------------------------------------------------
+
+    def _change(self, tenant_id: int, change: Callable[[Ledger], tuple[Any, list[Alert]]]) -> Any:
+        with self._write() as (conn, after):
+            return change_ledger(conn, tenant_id, self._cache, self.rate_card, change, after)
+
+    def _ask(self, tenant_id: int, read: Callable[[Ledger], Any]) -> Any:
+        with self._read() as conn:
+            return read_ledger(conn, tenant_id, self._cache, self.rate_card, read)
+
+    def balance(self, tenant_id: int) -> Balance:
+        """Return the tenant's balance now."""
+        now = self.clock()
+        result: Balance = self._ask(tenant_id, lambda ledger: ledger.balance(now))
+        return result
+
+    def grants(self, tenant_id: int) -> list[GrantInfo]:
+        """Return the tenant's grants, oldest first."""
+        now = self.clock()
+        result: list[GrantInfo] = self._ask(tenant_id, lambda ledger: ledger.grants(now))
+        return result
+
+    def budgets(self, tenant_id: int) -> list[BudgetInfo]:
+        """Return the tenant's budgets with their spending this period."""
+        now = self.clock()
+        result: list[BudgetInfo] = self._ask(tenant_id, lambda ledger: ledger.budgets(now))
+        return result
+
+    def grant(
+        self,
+        tenant_id: int,
+        credits: int | Decimal,
+        *,
+        source: str = "grant",
+        priority: int = 1,
+        expires_ns: int | None = None,
+    ) -> GrantInfo:
+        """Add a grant to the tenant's wallet."""
+        now = self.clock()
+
+        def change(ledger: Ledger) -> tuple[GrantInfo, list[Alert]]:
+            return ledger.grant(
+                credits, now_ns=now, source=source, priority=priority, expires_ns=expires_ns
+            )
+
+        result: GrantInfo = self._change(tenant_id, change)
+        return result
+
+    def set_budget(
+        self,
+        tenant_id: int,
+        credits: int | Decimal,
+        *,
+        tags: dict[str, str],
+        period: Period | None,
+        hard: bool,
+        name: str | None,
+    ) -> BudgetInfo:
+        """Add or replace a budget of the tenant's."""
+        now = self.clock()
+
+        def change(ledger: Ledger) -> tuple[BudgetInfo, list[Alert]]:
+            info = ledger.set_budget(
+                credits, now_ns=now, tags=tags, period=period, hard=hard, name=name
+            )
+            return info, []
+
+        result: BudgetInfo = self._change(tenant_id, change)
+        return result
+
+    def watch_low_balance(
+        self, tenant_id: int, *, credits: int | Decimal | None, percent: Decimal | None
+    ) -> str:
+        """Add a low-balance watch; return its id."""
+        now = self.clock()
+
+        def change(ledger: Ledger) -> tuple[str, list[Alert]]:
+            return ledger.watch_low_balance(credits=credits, percent=percent, now_ns=now), []
+
+        result: str = self._change(tenant_id, change)
+        return result
+
+    # --- ingestion ----------------------------------------------------------------------------
+
+    def ingest(self, tenant_id: int, batch: Sequence[UsageRecord]) -> set[str]:
+        """Book each record of `batch` whose id the tenant has not booked; return their ids.
+
+        The batch is one transaction: its new records are stored and charged together, or
+        (on any error) not at all.
+        """
+        now = self.clock()
+        with self._write() as (conn, after):
+            # Rows go in before the tenant's row is locked: concurrent batches insert in
+            # parallel, and only the ledger's update is serialised.
+            inserted = insert_records(conn, tenant_id, batch)
+            if inserted:
+                fresh = set(inserted)
+                added = []
+                for r in batch:  # an id repeated within the batch is booked once
+                    if r.id in fresh:
+                        fresh.discard(r.id)
+                        added.append(r)
+
+                def change(ledger: Ledger) -> tuple[None, list[Alert]]:
+                    return None, _book(ledger, added, now)
+
+                change_ledger(conn, tenant_id, self._cache, self.rate_card, change, after)
+        return inserted
+
+    # --- reports ------------------------------------------------------------------------------
+
+    def usage(
+        self,
+        tenant_id: int,
+        group_by: Sequence[str] = (),
+        *,
+        environment: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        bucket: Bucket | None = None,
+    ) -> list[UsageRow]:
+        """Return the tenant's usage grouped by record fields or tag keys (see `usage`)."""
+        with self._read() as conn:
+            return usage(
+                conn,
+                tenant_id,
+                self.rate_card,
+                group_by,
+                environment=environment,
+                since_ns=since_ns,
+                until_ns=until_ns,
+                bucket=bucket,
+            )
+
+    def records(self, tenant_id: int, query: RecordQuery) -> list[UsageRecord]:
+        """Return the tenant's records that `query` selects, oldest first."""
+        with self._read() as conn:
+            return select_records(conn, tenant_id, query)
+
+    # --- alerts -------------------------------------------------------------------------------
+
+    def alerts(self, tenant_id: int, limit: int = 100) -> list[Alert]:
+        """Return the tenant's latest alerts, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(alerts)
+                .where(alerts.c.tenant_id == tenant_id)
+                .order_by(alerts.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [
+            Alert(
+                kind=row.kind,
+                message=row.message,
+                threshold=to_exact(row.threshold),
+                value=to_exact(row.value),
+                budget_id=row.budget_id,
+                at=ns_to_datetime(row.at_ns),
+            )
+            for row in rows
+        ]
+
+    def set_webhook(self, tenant_id: int, url: str | None, secret: str | None) -> None:
+        """Set (or with ``None``, remove) the tenant's webhook."""
+        with self._write() as (conn, _):
+            conn.execute(
+                sa.update(tenants)
+                .where(tenants.c.id == tenant_id)
+                .values(webhook_url=url, webhook_secret=secret)
+            )
+
+
+def _book(ledger: Ledger, added: list[UsageRecord], now: int) -> list[Alert]:
+    """Charge `added` as the offline wallet does: each at its end time, at most now."""
+    last = min(now, max(r.start_time_ns + r.duration_ns for r in added))
+    if not ledger.reacts and last < ledger.next_expiry:
+        ledger.book_credits(sum(r.credits for r in added), last)
+        return []
+    fired: list[Alert] = []
+    for record in sorted(added, key=lambda r: r.start_time_ns + r.duration_ns):
+        fired.extend(ledger.book(record, min(now, record.start_time_ns + record.duration_ns)))
+    return fired

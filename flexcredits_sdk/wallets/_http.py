@@ -1,0 +1,254 @@
+"""Wallets that live in a wallet service: `HttpWallet` and its asyncio twin `AsyncHttpWallet`.
+
+Both hand records to a background exporter (batches, a durable outbox, retries) and answer the
+questions every wallet answers over HTTP, with the same models as `OfflineWallet`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from .._exceptions import ConfigurationError
+from .._models import Balance, GrantInfo, UsageRow
+from .._records import UsageRecord
+from .._usage import Bucket
+from .._wire import GrantsResponse, RecordsResponse, UsageResponse
+from ._http_base import API_KEY_VARIABLE, OUTBOX_DIR_VARIABLE, URL_VARIABLE, HttpWalletBase
+
+__all__ = [
+    "API_KEY_VARIABLE",
+    "OUTBOX_DIR_VARIABLE",
+    "URL_VARIABLE",
+    "AsyncHttpWallet",
+    "HttpWallet",
+]
+
+
+class HttpWallet(HttpWalletBase):
+    """A wallet service, reached over HTTP; a drop-in for `OfflineWallet`.
+
+    Records go to a background exporter (``submit`` only queues them); questions go to the
+    service. Every answer includes the records this wallet submitted before the question:
+    pending records are flushed first, for up to `timeout` seconds.
+
+    Args:
+        url: The service's base URL (``FLEXCREDITS_URL`` when omitted); ``https`` required
+            except for loopback hosts.
+        api_key: The bearer token (``FLEXCREDITS_API_KEY`` when omitted). It is sent only in
+            the ``Authorization`` header and never shown in a repr, log line or exception.
+        outbox_dir: Where the outbox file lives (``FLEXCREDITS_OUTBOX_DIR``, else a per-user
+            cache directory). Several processes may share it.
+        durability: ``"batch"`` (default: group commits every `commit_interval`),
+            ``"sync"`` (``submit`` returns once the record is on disk) or ``"memory"``
+            (no outbox; records wait in memory only).
+        max_batch_records: Records per batch (at most 5,000).
+        max_batch_bytes: JSON bytes per batch, before gzip.
+        linger: Seconds a record may wait for a fuller batch.
+        commit_interval: Seconds between group commits to the outbox.
+        max_queue: Records held in memory at most.
+        max_outbox: Records held on disk at most.
+        overflow: When both are full: ``"block"`` (``submit`` waits up to `block_timeout`,
+            then drops) or ``"drop_newest"``; every drop is counted and logged.
+        block_timeout: Seconds ``submit`` may wait under ``"block"``.
+        timeout: Seconds for connecting and for each read or write.
+        max_backoff: Longest wait between retries, ``Retry-After`` aside.
+        on_rejected: Called with each `DeadLetter` the service rejected, on the exporter thread.
+        client: An `httpx.Client` for questions and delivery.
+        sleep: Waits between retries (for tests).
+        clock: Monotonic seconds (for tests).
+
+    Raises:
+        ConfigurationError: An argument is missing or out of range.
+
+    Example:
+        >>> wallet = HttpWallet("http://127.0.0.1:8080", durability="memory")
+        >>> wallet.shutdown(timeout=0)
+        True
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        client: httpx.Client | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(url, api_key, exporter_client=client, **options)
+        self._client = self._transport.client
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        self.flush(self._timeout)
+        try:
+            return self._client.get(
+                self._transport.endpoint(path), params=params, headers=self._transport.headers
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+    def balance(self) -> Balance:
+        """Return the current balance.
+
+        Raises:
+            WalletError: The service could not be reached or answered with an error.
+        """
+        return self._parse(self._get("balance"), Balance)
+
+    def grants(self) -> list[GrantInfo]:
+        """Return every grant with what is left of it."""
+        return self._parse(self._get("grants"), GrantsResponse).grants
+
+    def grant(
+        self,
+        credits: int | Decimal,
+        *,
+        source: str = "grant",
+        expires_at: _dt.datetime | None = None,
+        priority: int = 1,
+    ) -> GrantInfo:
+        """Add credits (the service may require an admin key)."""
+        body = self._grant_body(credits, source, expires_at, priority)
+        try:
+            response = self._client.post(
+                self._transport.endpoint("grants"), json=body, headers=self._transport.headers
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return self._parse(response, GrantInfo)
+
+    def usage(
+        self,
+        group_by: Sequence[str] = (),
+        *,
+        environment: str | None = None,
+        since: _dt.datetime | None = None,
+        until: _dt.datetime | None = None,
+        bucket: Bucket | None = None,
+    ) -> list[UsageRow]:
+        """Return usage grouped by record fields and tags, the most credits first."""
+        params = self._usage_params(group_by, environment, since, until, bucket)
+        return self._parse(self._get("usage", params), UsageResponse).rows
+
+    def records(
+        self,
+        *,
+        action: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        environment: str | None = None,
+        conversation_id: str | None = None,
+        since: _dt.datetime | None = None,
+        until: _dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[UsageRecord]:
+        """Return booked records, oldest first."""
+        params = self._records_params(
+            action, tags, environment, conversation_id, since, until, limit
+        )
+        answer = self._parse(self._get("records", params), RecordsResponse)
+        return [model.to_record() for model in answer.records]
+
+
+class AsyncHttpWallet(HttpWalletBase):
+    """`HttpWallet` for asyncio apps: the same questions as coroutines on `httpx.AsyncClient`.
+
+    Delivery runs on the exporter thread, so metered calls never wait on the network; the
+    questions never block the event loop. Takes the arguments of `HttpWallet`, with `client`
+    an `httpx.AsyncClient`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        client: httpx.AsyncClient | None = None,
+        **options: Any,
+    ) -> None:
+        if client is not None and not isinstance(client, httpx.AsyncClient):
+            raise ConfigurationError("client", client, "must be an httpx.AsyncClient")
+        super().__init__(url, api_key, **options)
+        self._own_async = client is None
+        self._aclient = client or httpx.AsyncClient(timeout=httpx.Timeout(self._timeout))
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """`flush` without blocking the event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def ashutdown(self, timeout: float | None = None) -> bool:
+        """`shutdown` without blocking the event loop; also closes the async client."""
+        done = await asyncio.to_thread(self.shutdown, timeout)
+        if self._own_async:
+            await self._aclient.aclose()
+        return done
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        await self.aflush(self._timeout)
+        try:
+            return await self._aclient.get(
+                self._transport.endpoint(path), params=params, headers=self._transport.headers
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+    async def balance(self) -> Balance:
+        """Return the current balance."""
+        return self._parse(await self._get("balance"), Balance)
+
+    async def grants(self) -> list[GrantInfo]:
+        """Return every grant with what is left of it."""
+        return self._parse(await self._get("grants"), GrantsResponse).grants
+
+    async def grant(
+        self,
+        credits: int | Decimal,
+        *,
+        source: str = "grant",
+        expires_at: _dt.datetime | None = None,
+        priority: int = 1,
+    ) -> GrantInfo:
+        """Add credits (the service may require an admin key)."""
+        body = self._grant_body(credits, source, expires_at, priority)
+        try:
+            response = await self._aclient.post(
+                self._transport.endpoint("grants"), json=body, headers=self._transport.headers
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return self._parse(response, GrantInfo)
+
+    async def usage(
+        self,
+        group_by: Sequence[str] = (),
+        *,
+        environment: str | None = None,
+        since: _dt.datetime | None = None,
+        until: _dt.datetime | None = None,
+        bucket: Bucket | None = None,
+    ) -> list[UsageRow]:
+        """Return usage grouped by record fields and tags, the most credits first."""
+        params = self._usage_params(group_by, environment, since, until, bucket)
+        return self._parse(await self._get("usage", params), UsageResponse).rows
+
+    async def records(
+        self,
+        *,
+        action: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        environment: str | None = None,
+        conversation_id: str | None = None,
+        since: _dt.datetime | None = None,
+        until: _dt.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[UsageRecord]:
+        """Return booked records, oldest first."""
+        params = self._records_params(
+            action, tags, environment, conversation_id, since, until, limit
+        )
+        answer = self._parse(await self._get("records", params), RecordsResponse)
+        return [model.to_record() for model in answer.records]

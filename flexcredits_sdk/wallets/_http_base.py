@@ -1,0 +1,243 @@
+"""What `HttpWallet` and `AsyncHttpWallet` share: settings, the exporter, and the requests."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from .._exceptions import ConfigurationError
+from .._export import DeadLetter, Exporter, Transport, WalletError, check_url, default_outbox_dir
+from .._export._settings import ExportSettings
+from .._export._transport import error_from_response
+from .._models import validation_error
+from .._records import UsageRecord
+from .._usage import Bucket
+from .._validate import check_aware, check_credits, check_name, check_tags
+from .._wire import GrantRequest, RecordsQuery, UsageQuery
+
+__all__ = ["API_KEY_VARIABLE", "OUTBOX_DIR_VARIABLE", "URL_VARIABLE", "HttpWalletBase"]
+
+#: The wallet service's URL, for ``HttpWallet()`` and the unconfigured default meter.
+URL_VARIABLE = "FLEXCREDITS_URL"
+#: The API key sent as ``Authorization: Bearer <key>``.
+API_KEY_VARIABLE = "FLEXCREDITS_API_KEY"
+#: Where outboxes live; a per-user cache directory by default.
+OUTBOX_DIR_VARIABLE = "FLEXCREDITS_OUTBOX_DIR"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _outbox_file(outbox_dir: str | Path | None, url: httpx.URL, api_key: str | None) -> Path:
+    """One outbox per service and key, so processes sharing a directory never mix wallets."""
+    base = outbox_dir or os.environ.get(OUTBOX_DIR_VARIABLE) or default_outbox_dir()
+    if not isinstance(base, str | Path):
+        raise ConfigurationError("outbox_dir", outbox_dir, "must be a path")
+    digest = hashlib.sha256(f"{url}\n{api_key or ''}".encode()).hexdigest()[:16]
+    return Path(base).expanduser() / f"outbox-{digest}.sqlite3"
+
+
+def _params(query: BaseModel) -> dict[str, Any]:
+    """Return a query model as query parameters (unset ones left out)."""
+    return query.model_dump(mode="json", exclude_none=True)
+
+
+def _query(factory: type[M], what: str, **values: Any) -> M:
+    try:
+        return factory(**values)
+    except ValidationError as exc:
+        raise validation_error(exc, what) from None
+
+
+class HttpWalletBase:
+    """The exporter side shared by the sync and async wallets."""
+
+    needs_authorization = False
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        outbox_dir: str | Path | None = None,
+        on_rejected: Callable[[DeadLetter], Any] | None = None,
+        exporter_client: httpx.Client | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        clock: Callable[[], float] | None = None,
+        **settings: Any,
+    ) -> None:
+        if url is None:
+            url = os.environ.get(URL_VARIABLE)
+            if url is None:
+                raise ConfigurationError("url", None, f"pass a URL or set {URL_VARIABLE}")
+        self._url = check_url(url)
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_VARIABLE) or None
+        if api_key is not None and (not isinstance(api_key, str) or not api_key.isprintable()):
+            raise ConfigurationError("api_key", "***", "must be a printable string")
+        unknown = sorted(settings.keys() - ExportSettings.names())
+        if unknown:
+            raise ConfigurationError(unknown[0], settings[unknown[0]], "is not an option")
+        options = ExportSettings(**settings)
+        if on_rejected is not None and not callable(on_rejected):
+            raise ConfigurationError("on_rejected", on_rejected, "must be callable")
+        if exporter_client is not None and not isinstance(exporter_client, httpx.Client):
+            raise ConfigurationError("client", exporter_client, "must be an httpx.Client")
+        self._timeout = float(options.timeout)
+        self._transport = Transport(
+            self._url, api_key, client=exporter_client, timeout=options.timeout
+        )
+        outbox = None
+        if options.durability != "memory":
+            outbox = _outbox_file(outbox_dir, self._url, api_key)
+        self._exporter = Exporter(
+            self._transport,
+            options,
+            outbox_path=outbox,
+            on_rejected=on_rejected,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self._url)!r})"
+
+    @property
+    def url(self) -> str:
+        """The wallet service's base URL."""
+        return str(self._url)
+
+    @property
+    def outbox_path(self) -> Path | None:
+        """The outbox file, or ``None`` when records are kept in memory only."""
+        disk = self._exporter.outbox
+        return disk.path if disk is not None else None
+
+    def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
+        """Queue one record for delivery (O(1), no I/O on the caller's thread)."""
+        self._exporter.submit(record)
+
+    def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> None:
+        """Never refuses: a wallet service books actions after they ran."""
+        return None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver every record submitted so far; return whether all were acknowledged in time."""
+        return self._exporter.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver what is left within `timeout` seconds (5 by default) and stop the exporter.
+
+        Undelivered records stay in the outbox for the next process.
+        """
+        return self._exporter.shutdown(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        """Return queued, in_outbox, sent, duplicates, rejected, dropped and last_error."""
+        return self._exporter.stats()
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Return the records the service rejected as invalid, with its reasons."""
+        return self._exporter.dead_letters()
+
+    # --- requests, shared by both faces --------------------------------------------------------
+
+    def _usage_params(
+        self,
+        group_by: Sequence[str],
+        environment: str | None,
+        since: _dt.datetime | None,
+        until: _dt.datetime | None,
+        bucket: Bucket | None,
+    ) -> dict[str, Any]:
+        if isinstance(group_by, str) or not isinstance(group_by, Sequence):
+            raise ConfigurationError("group_by", group_by, "must be a list of field or tag names")
+        for name, when in (("since", since), ("until", until)):
+            if when is not None:
+                check_aware(when, name)
+        query = _query(
+            UsageQuery,
+            "usage",
+            group_by=list(group_by),
+            environment=environment,
+            since=since,
+            until=until,
+            bucket=bucket,
+        )
+        return _params(query)
+
+    def _records_params(
+        self,
+        action: str | None,
+        tags: Mapping[str, str] | None,
+        environment: str | None,
+        conversation_id: str | None,
+        since: _dt.datetime | None,
+        until: _dt.datetime | None,
+        limit: int | None,
+    ) -> dict[str, Any]:
+        for name, when in (("since", since), ("until", until)):
+            if when is not None:
+                check_aware(when, name)
+        if tags is not None:
+            tags = check_tags(tags)
+        query = _query(
+            RecordsQuery,
+            "records",
+            action=action,
+            environment=environment,
+            conversation_id=conversation_id,
+            tags=None if tags is None else json.dumps(dict(tags)),
+            since=since,
+            until=until,
+            limit=limit,
+        )
+        params = _params(query)
+        if "tags" in params:
+            params["tags"] = json.dumps(params["tags"], separators=(",", ":"))
+        return params
+
+    def _grant_body(
+        self,
+        credits: int | Decimal,
+        source: str,
+        expires_at: _dt.datetime | None,
+        priority: int,
+    ) -> dict[str, Any]:
+        check_credits(credits, "credits", allow_zero=False)
+        check_name(source, "source")
+        if expires_at is not None:
+            check_aware(expires_at, "expires_at")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ConfigurationError("priority", priority, "must be an int")
+        request = _query(
+            GrantRequest,
+            "grant",
+            credits=credits,
+            source=source,
+            expires_at=expires_at,
+            priority=priority,
+        )
+        return request.model_dump(mode="json")
+
+    def _parse(self, response: httpx.Response, model: type[M]) -> M:
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError:
+            raise WalletError(
+                f"wallet service answered {response.status_code} with a malformed {model.__name__}",
+                status_code=response.status_code,
+            ) from None
+
+    def _unreachable(self, exc: httpx.HTTPError) -> WalletError:
+        return WalletError(f"cannot reach the wallet service at {self.url}: {type(exc).__name__}")

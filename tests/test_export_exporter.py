@@ -1,0 +1,281 @@
+"""The exporter: overflow policies, durability levels, fork safety, exit and the env default."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from wallet_stub import StubServer, StubWallet
+
+import flexcredits_sdk as fc
+from flexcredits_sdk import UsageRecord, new_id
+from flexcredits_sdk._export import Exporter, ExportSettings, Transport, check_url
+from flexcredits_sdk._export._openapi import OPENAPI_PATH, render
+from flexcredits_sdk._export._transport import parse_retry_after
+from flexcredits_sdk.wallets import HttpWallet
+from flexcredits_sdk.wallets._env import EnvWallet
+
+
+def _record() -> UsageRecord:
+    return UsageRecord(new_id(), "a", "standard", 1, 20, "production", {}, None, 10**18, 1)
+
+
+class _Jumps:
+    """A monotonic clock that jumps three seconds every time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 3.0
+        return self.now
+
+
+def _exporter(
+    tmp_path: Path,
+    stub: StubWallet | None = None,
+    *,
+    outbox_path: Path | None = None,
+    clock: Any = None,
+    **settings: Any,
+) -> Exporter:
+    client = httpx.Client(transport=httpx.MockTransport(stub or StubWallet(api_key=None)))
+    transport = Transport(check_url("https://wallet.test"), None, client=client)
+    return Exporter(
+        transport, ExportSettings(**settings), outbox_path=outbox_path, clock=clock, start=False
+    )
+
+
+def test_drop_newest_counts_and_logs_every_drop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = _exporter(tmp_path, max_queue=10, overflow="drop_newest", durability="memory")
+    for _ in range(15):
+        exporter.submit(_record())
+    stats = exporter.stats()
+    assert (stats["queued"], stats["dropped"]) == (10, 5)
+    assert "5 records dropped" in stats["last_error"]
+    assert "records dropped" in caplog.text
+
+
+def test_block_waits_up_to_its_deadline_then_drops(tmp_path: Path) -> None:
+    exporter = _exporter(
+        tmp_path, max_queue=10, overflow="block", block_timeout=2.0, clock=_Jumps()
+    )
+    for _ in range(12):
+        exporter.submit(_record())
+    assert exporter.stats()["dropped"] == 2
+
+
+def test_block_makes_room_by_committing_to_disk(tmp_path: Path) -> None:
+    stub = StubWallet(api_key=None)
+    exporter = _exporter(
+        tmp_path, stub, max_queue=100, outbox_path=tmp_path / "o.sqlite3", block_timeout=5.0
+    )
+    exporter.start()
+    for _ in range(1_000):
+        exporter.submit(_record())
+    assert exporter.flush(timeout=10)
+    assert exporter.stats()["dropped"] == 0
+    assert stub.booked == 1_000
+    assert exporter.shutdown(timeout=5)
+
+
+def test_a_full_outbox_applies_the_policy(tmp_path: Path) -> None:
+    exporter = _exporter(
+        tmp_path,
+        outbox_path=tmp_path / "o.sqlite3",
+        max_queue=5,
+        max_outbox=20,
+        overflow="drop_newest",
+    )
+    for _ in range(4):
+        for _ in range(5):
+            exporter.submit(_record())
+        exporter._commit()
+    assert exporter.stats()["in_outbox"] == 20
+    for _ in range(10):
+        exporter.submit(_record())
+    exporter._commit()  # no room on disk: the queue keeps its records
+    stats = exporter.stats()
+    assert (stats["in_outbox"], stats["queued"], stats["dropped"]) == (20, 5, 5)
+
+
+def test_sync_durability_is_on_disk_when_submit_returns(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    exporter = _exporter(tmp_path, outbox_path=path, durability="sync")
+    record = _record()
+    exporter.submit(record)
+    assert exporter.stats() == {**exporter.stats(), "queued": 0, "in_outbox": 1}
+    import sqlite3
+
+    (ids,) = sqlite3.connect(path).execute("SELECT ids FROM chunks").fetchone()
+    assert json.loads(ids) == [record.id]
+
+
+def test_shutdown_without_a_thread_delivers_on_the_caller(tmp_path: Path) -> None:
+    stub = StubWallet(api_key=None)
+    exporter = _exporter(tmp_path, stub, outbox_path=tmp_path / "o.sqlite3")
+    for _ in range(3):
+        exporter.submit(_record())
+    assert exporter.shutdown(timeout=5)
+    assert stub.booked == 3
+    assert exporter.shutdown(timeout=5)  # a second call is harmless
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("7", 7.0), ("0", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None), (None, None)],
+)
+def test_retry_after_is_read_as_seconds_or_a_date(
+    header: str | None, seconds: float | None
+) -> None:
+    assert parse_retry_after(header, now=1e10) == seconds
+
+
+@pytest.fixture
+def server() -> Iterator[StubServer]:
+    with StubServer() as running:
+        yield running
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_sends_only_its_own_records(server: StubServer, tmp_path: Path) -> None:
+    wallet = HttpWallet(server.url, "test-key", outbox_dir=tmp_path, linger=3600.0)
+    parent = [_record() for _ in range(10)]
+    for record in parent:
+        wallet.submit(record)  # still queued in memory when the process forks
+    with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: fresh queue, thread and client
+        code = 1
+        try:
+            assert wallet.stats()["queued"] == 0
+            child = [_record() for _ in range(5)]
+            for record in child:
+                wallet.submit(record)
+            assert wallet.flush(timeout=10)
+            assert wallet.stats()["sent"] == 5
+            thread = wallet._exporter._thread
+            assert thread is not None
+            assert thread.is_alive()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert wallet.flush(timeout=10)
+    assert wallet.stats()["sent"] == 10
+    assert server.stub.booked == 15
+    assert all(count == 0 for count in [wallet.stats()["duplicates"]])
+    wallet.shutdown(timeout=5)
+
+
+def test_pending_records_are_delivered_at_exit(server: StubServer, tmp_path: Path) -> None:
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import flexcredits_sdk as fc
+wallet = fc.wallets.HttpWallet({server.url!r}, "test-key", outbox_dir={str(tmp_path)!r})
+fc.configure(wallet=wallet)
+
+@fc.metered_action
+def answer():
+    return 42
+
+for _ in range(25):
+    answer()
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert server.stub.booked == 25
+
+
+def test_the_default_meter_uses_the_environment_wallet(
+    monkeypatch: pytest.MonkeyPatch, server: StubServer, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLEXCREDITS_URL", server.url)
+    monkeypatch.setenv("FLEXCREDITS_API_KEY", "test-key")
+    monkeypatch.setenv("FLEXCREDITS_OUTBOX_DIR", str(tmp_path))
+    allowed = [True]
+    wallet = EnvWallet(lambda: allowed[0])
+    meter = fc.Meter(wallet=wallet)
+    meter.metered_action(lambda: 1)()
+    assert meter.flush(timeout=10)
+    assert "HttpWallet" in repr(wallet)
+    assert meter.stats().sent == 1
+    assert server.stub.booked == 1
+    assert wallet.balance().used == 20
+    assert wallet.shutdown(timeout=5)
+
+
+def test_the_environment_wallet_stays_offline_when_not_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEXCREDITS_URL", "https://wallet.example.com")
+    wallet = EnvWallet(lambda: False)
+    meter = fc.Meter(wallet=wallet)
+    meter.metered_action(lambda: 1)()
+    assert isinstance(wallet.resolve(), fc.OfflineWallet)
+    assert wallet.balance().used == 20
+
+
+def test_the_shipped_openapi_document_is_up_to_date() -> None:
+    assert OPENAPI_PATH.read_text(encoding="utf-8") == render()
+    document = json.loads(render())
+    assert set(document["paths"]) == {"/v1/records", "/v1/balance", "/v1/usage", "/v1/grants"}
+    ingest = document["paths"]["/v1/records"]["post"]
+    assert {"200", "422", "401", "429"} <= set(ingest["responses"])
+
+
+def test_the_delivery_example_runs(server: StubServer, tmp_path: Path) -> None:
+    example = Path(__file__).parent.parent / "examples" / "delivery.py"
+    env = {
+        **os.environ,
+        "FLEXCREDITS_URL": server.url,
+        "FLEXCREDITS_API_KEY": "test-key",
+        "FLEXCREDITS_OUTBOX_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "delivered: True, sent: 4, duplicates: 0" in done.stdout
+    assert "used: 80 credits" in done.stdout
+    assert server.stub.booked == 4
+
+
+def test_the_unconfigured_default_meter_delivers_to_flexcredits_url(
+    server: StubServer, tmp_path: Path
+) -> None:
+    script = """
+import flexcredits_sdk as fc
+
+@fc.metered_action
+def answer():
+    return 42
+
+answer()
+answer()
+print(fc.flush(timeout=10), fc.get_meter().stats().sent)
+"""
+    env = {
+        **os.environ,
+        "FLEXCREDITS_URL": server.url,
+        "FLEXCREDITS_API_KEY": "test-key",
+        "FLEXCREDITS_OUTBOX_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "2"]
+    assert server.stub.booked == 2

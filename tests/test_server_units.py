@@ -1,0 +1,295 @@
+"""The service's parts without a server: the ledger document, settings, keys, CLI and storage."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from server_fixtures import PostgresCluster, pg_cluster
+
+from flexcredits_sdk import ConfigurationError, RateCard
+from flexcredits_sdk._ledger import Ledger
+from flexcredits_sdk._records import UsageRecord
+from flexcredits_sdk.cli import main
+from flexcredits_sdk.server import ServerSettings, WalletStore
+from flexcredits_sdk.server._db import normalize_url
+from flexcredits_sdk.server._insert import copy_or_upsert
+from flexcredits_sdk.server._keys import KEY_PREFIX, digest, new_key, same_key
+from flexcredits_sdk.server._schema import from_nano, to_nano
+from flexcredits_sdk.server._snapshot import dump_ledger, load_ledger
+
+__all__ = ["pg_cluster"]
+
+CARD = RateCard.agentforce()
+DAY = 86_400 * 10**9
+T0 = 1_780_000_000 * 10**9
+
+# --- the ledger document -------------------------------------------------------------------
+
+
+def test_the_document_knows_every_field_of_the_ledger() -> None:
+    """Fails when the core ledger gains state that the service would not persist."""
+    assert set(vars(Ledger(CARD))) == {
+        "rate_card",
+        "overdraft",
+        "_grants",
+        "_active",
+        "_active_keys",
+        "_next_expiry",
+        "_available",
+        "_active_granted",
+        "_granted",
+        "_used",
+        "_expired",
+        "_owed",
+        "_held",
+        "_budgets",
+        "_hard_budgets",
+        "_watches",
+        "_grant_seq",
+        "_budget_seq",
+        "_watch_seq",
+        "alerts",
+    }
+
+
+amounts = st.one_of(
+    st.integers(1, 5_000), st.decimals("0.5", "500", places=1).map(lambda d: d.normalize())
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("grant"), amounts, st.integers(0, 2), st.sampled_from([None, 1, 3])),
+        st.tuples(st.just("book"), amounts, st.sampled_from(["a", "b"]), st.integers(0, 2)),
+        st.tuples(st.just("budget"), amounts, st.sampled_from(["a", "b"]), st.none()),
+        st.tuples(st.just("watch"), amounts, st.none(), st.none()),
+        st.tuples(st.just("save"), st.none(), st.none(), st.none()),
+    ),
+    max_size=30,
+)
+
+
+def _apply(ledger: Ledger, op: tuple[Any, ...], now: int, n: int) -> list[Any]:
+    kind, amount, x, y = op
+    if kind == "grant":
+        expires = None if y is None else now + y * DAY
+        info, fired = ledger.grant(amount, now_ns=now, priority=x, expires_ns=expires)
+        return [info, fired]
+    if kind == "book":
+        record = UsageRecord(f"r{n}", "act", "standard", 1, amount, "production", {"team": x},
+                             None, now, 0)  # fmt: skip
+        return ledger.book(record, now + y * DAY)
+    if kind == "budget":
+        return [ledger.set_budget(amount, now_ns=now, tags={"team": x}, hard=False)]
+    if kind == "watch":
+        return [ledger.watch_low_balance(credits=amount, now_ns=now)]
+    return []
+
+
+@settings(max_examples=150, deadline=None)
+@given(operations, st.sampled_from(["allow", "deny"]))
+def test_a_reloaded_ledger_behaves_like_the_original(
+    ops: list[tuple[Any, ...]], overdraft: str
+) -> None:
+    original = Ledger(CARD, overdraft=overdraft)  # type: ignore[arg-type]
+    reloaded = Ledger(CARD, overdraft=overdraft)  # type: ignore[arg-type]
+    now = T0
+    for n, op in enumerate(ops):
+        now += DAY // 3
+        if op[0] == "save":
+            document = json.loads(json.dumps(dump_ledger(reloaded)))
+            reloaded = load_ledger(document, CARD)
+            continue
+        assert _apply(original, op, now, n) == _apply(reloaded, op, now, n)
+    later = now + 5 * DAY
+    assert original.balance(later) == reloaded.balance(later)
+    assert original.grants(later) == reloaded.grants(later)
+    assert original.budgets(later) == reloaded.budgets(later)
+    assert dump_ledger(original) == dump_ledger(reloaded)
+
+
+def test_an_unknown_document_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="format"):
+        load_ledger({"format": 99}, CARD)
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("credits", "nano"), [(20, 20 * 10**9), (Decimal("0.5"), 5 * 10**8), (Decimal("1e-9"), 1)]
+)
+def test_credits_are_stored_exactly(credits: int | Decimal, nano: int) -> None:
+    assert to_nano(credits) == nano
+    assert from_nano(nano) == credits
+
+
+def test_credits_finer_than_nano_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="9 decimal places") as info:
+        to_nano(Decimal("0.0000000001"))
+    assert info.value.field == "credits"
+
+
+def test_keys_are_random_and_stored_as_digests() -> None:
+    a, b = new_key(), new_key()
+    assert a != b
+    assert a.startswith(KEY_PREFIX)
+    assert len(digest(a)) == 64
+    assert a not in digest(a)
+    assert same_key(a, a)
+    assert not same_key(a, b)
+
+
+@pytest.mark.parametrize(
+    ("db", "url"),
+    [
+        ("postgresql://u@h/w", "postgresql+psycopg://u@h/w"),
+        ("postgres://u@h/w", "postgresql+psycopg://u@h/w"),
+        ("sqlite:////tmp/x.db", "sqlite+pysqlite:////tmp/x.db"),
+    ],
+)
+def test_database_names(db: str, url: str) -> None:
+    assert normalize_url(db) == url
+
+
+@pytest.mark.parametrize("db", ["", "mysql://u@h/w", 5])
+def test_unsupported_databases_are_refused(db: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        normalize_url(db)
+    assert info.value.field == "db"
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_settings_come_from_arguments_then_the_environment() -> None:
+    env = {"FLEXCREDITS_WALLET_DB": "env.db", "FLEXCREDITS_WALLET_MAX_BODY": "4096"}
+    chosen = ServerSettings.from_env(env, db="arg.db")
+    assert (chosen.db, chosen.max_body_bytes) == ("arg.db", 4096)
+    assert ServerSettings.from_env(chosen.to_env()) == chosen
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"FLEXCREDITS_WALLET_MAX_BODY": "big"}, "FLEXCREDITS_WALLET_MAX_BODY"),
+        ({"FLEXCREDITS_WALLET_MAX_BODY": "10"}, "max_body_bytes"),
+        ({"FLEXCREDITS_ADMIN_KEY": "short"}, "admin_key"),
+        ({"FLEXCREDITS_WEBHOOK_BACKOFF": "-1"}, "webhook_backoff_s"),
+        ({"FLEXCREDITS_WEBHOOK_INTERVAL": "soon"}, "webhook_interval_s"),
+        ({"FLEXCREDITS_WALLET_LOG_LEVEL": "LOUD"}, "log_level"),
+    ],
+)
+def test_bad_settings_name_their_field(env: dict[str, str], field: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        ServerSettings.from_env(env)
+    assert info.value.field == field
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+def test_tenant_names_are_checked_and_unique(tmp_path: Path) -> None:
+    store = WalletStore(str(tmp_path / "w.db"))
+    store.migrate()
+    try:
+        store.create_tenant("acme")
+        for name in ("acme", "", "x" * 65, "bad name"):
+            with pytest.raises(ConfigurationError) as info:
+                store.create_tenant(name)
+            assert info.value.field == "name"
+        with pytest.raises(ConfigurationError) as unknown:
+            store.tenant("nobody")
+        assert unknown.value.field == "tenant"
+        assert store.revoke_keys("acme") == 1
+        assert store.migrate() == 1  # migrating twice changes nothing
+    finally:
+        store.close()
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def test_the_wallet_commands_manage_tenants(tmp_path: Path) -> None:
+    db = str(tmp_path / "w.db")
+    runner = CliRunner()
+    created = runner.invoke(main, ["wallet", "create-tenant", "acme", "--db", db])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    assert key.startswith(KEY_PREFIX)
+    granted = runner.invoke(
+        main, ["wallet", "grant", "acme", "100000", "--source", "purchase", "--db", db]
+    )
+    assert granted.exit_code == 0, granted.output
+    assert "balance 100000" in granted.output
+    assert runner.invoke(main, ["wallet", "tenants", "--db", db]).output == "acme\n"
+    other = runner.invoke(main, ["wallet", "new-key", "acme", "--db", db]).output.strip()
+    assert other.startswith(KEY_PREFIX)
+    assert other != key
+    store = WalletStore(db)
+    try:
+        assert store.authenticate(key) == store.authenticate(other) == store.tenant("acme")
+        assert store.authenticate("fck_unknown") is None
+        revoked = runner.invoke(main, ["wallet", "revoke-keys", "acme", "--db", db])
+        assert revoked.output == "revoked 2 key(s) of acme\n"
+        assert store.authenticate(key) is None
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["grant", "nobody", "5"], "no such tenant"),
+        (["grant", "acme", "1.5.2"], "not a decimal number"),
+        (["grant", "acme", "0"], "must be positive"),
+        (["create-tenant", "acme"], "exists"),
+    ],
+)
+def test_the_wallet_commands_explain_bad_input(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    db = str(tmp_path / "w.db")
+    runner = CliRunner()
+    runner.invoke(main, ["wallet", "create-tenant", "acme", "--db", db])
+    result = runner.invoke(main, ["wallet", *args, "--db", db])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_the_server_package_exports_its_public_names() -> None:
+    import flexcredits_sdk.server as server
+
+    exported = server.__all__
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), n[0].islower(), n))
+    assert dir(server) == sorted(exported)
+    for name in exported:
+        assert getattr(server, name) is not None
+    with pytest.raises(AttributeError):
+        server.nothing_here  # noqa: B018
+
+
+def test_records_copied_after_a_concurrent_commit_are_booked_once(
+    pg_cluster: PostgresCluster,
+) -> None:
+    """The look-up missed ids another transaction committed since: the unique key decides."""
+    store = WalletStore(pg_cluster.create_database())
+    store.migrate()
+    try:
+        store.create_tenant("acme")
+        tenant = store.tenant("acme").id
+        batch = [
+            UsageRecord(f"id-{i:03}", "a", "standard", 1, 20, "production", {}, None, T0, 1)
+            for i in range(10)
+        ]
+        assert store.ingest(tenant, batch[:6]) == {r.id for r in batch[:6]}
+        with store.engine.connect() as conn, conn.begin():
+            assert copy_or_upsert(conn, tenant, batch) == {r.id for r in batch[6:]}
+        assert store.ingest(tenant, batch) == set()
+    finally:
+        store.close()
