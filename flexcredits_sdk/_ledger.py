@@ -29,7 +29,7 @@ import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from ._exceptions import BudgetExceeded, ConfigurationError, InsufficientCredits
 from ._models import Alert, Balance, BudgetInfo, GrantInfo
@@ -184,6 +184,23 @@ class Ledger:
         self.alerts: list[Alert] = []
 
     # --- state --------------------------------------------------------------------------------
+
+    def dump(self) -> dict[str, Any]:
+        """Return the ledger's state (without alerts and holds) as JSON-ready data."""
+        from ._ledger_state import dump_ledger
+
+        return dump_ledger(self)
+
+    @classmethod
+    def load(cls, data: dict[str, Any], rate_card: RateCard) -> Ledger:
+        """Rebuild the ledger that `dump` described.
+
+        Raises:
+            ConfigurationError: The document has an unknown format.
+        """
+        from ._ledger_state import load_ledger
+
+        return load_ledger(data, rate_card)
 
     @property
     def reacts(self) -> bool:

@@ -22,7 +22,6 @@ from flexcredits_sdk.server._db import normalize_url
 from flexcredits_sdk.server._insert import copy_or_upsert
 from flexcredits_sdk.server._keys import KEY_PREFIX, digest, new_key, same_key
 from flexcredits_sdk.server._schema import from_nano, to_nano
-from flexcredits_sdk.server._snapshot import dump_ledger, load_ledger
 
 __all__ = ["pg_cluster"]
 
@@ -102,20 +101,20 @@ def test_a_reloaded_ledger_behaves_like_the_original(
     for n, op in enumerate(ops):
         now += DAY // 3
         if op[0] == "save":
-            document = json.loads(json.dumps(dump_ledger(reloaded)))
-            reloaded = load_ledger(document, CARD)
+            document = json.loads(json.dumps(reloaded.dump()))
+            reloaded = Ledger.load(document, CARD)
             continue
         assert _apply(original, op, now, n) == _apply(reloaded, op, now, n)
     later = now + 5 * DAY
     assert original.balance(later) == reloaded.balance(later)
     assert original.grants(later) == reloaded.grants(later)
     assert original.budgets(later) == reloaded.budgets(later)
-    assert dump_ledger(original) == dump_ledger(reloaded)
+    assert original.dump() == reloaded.dump()
 
 
 def test_an_unknown_document_format_is_refused() -> None:
-    with pytest.raises(ValueError, match="format"):
-        load_ledger({"format": 99}, CARD)
+    with pytest.raises(ConfigurationError, match="format=99"):
+        Ledger.load({"format": 99}, CARD)
 
 
 # --- values --------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from .._ledger import Ledger, datetime_to_ns
 from .._models import Alert
 from .._pricing import RateCard
 from ._schema import alerts, deliveries, tenants
-from ._snapshot import dump_ledger, load_ledger
 from ._webhooks import alert_body
 
 __all__ = ["LedgerCache", "change_ledger", "read_ledger"]
@@ -74,7 +73,7 @@ def _load(
         version, text = conn.execute(
             sa.select(tenants.c.version, tenants.c.ledger).where(tenants.c.id == tenant_id)
         ).one()
-        ledger = load_ledger(json.loads(text), rate_card)
+        ledger = Ledger.load(json.loads(text), rate_card)
     return version, ledger
 
 
@@ -117,7 +116,7 @@ def change_ledger(
     conn.execute(
         sa.update(tenants)
         .where(tenants.c.id == tenant_id)
-        .values(ledger=json.dumps(dump_ledger(ledger)), version=new_version)
+        .values(ledger=json.dumps(ledger.dump()), version=new_version)
     )
     if fired:
         _store_alerts(conn, tenant_id, fired)

@@ -30,7 +30,6 @@ from ._keys import KEY_PREFIX, digest, new_key
 from ._ledgers import LedgerCache, change_ledger, read_ledger
 from ._queries import RecordQuery, select_records, usage
 from ._schema import alerts, api_keys, migrate, tenants
-from ._snapshot import dump_ledger
 
 __all__ = ["Tenant", "WalletStore"]
 
@@ -123,7 +122,7 @@ class WalletStore:
                 .values(
                     name=name,
                     created_ns=now,
-                    ledger=json.dumps(dump_ledger(ledger)),
+                    ledger=json.dumps(ledger.dump()),
                     version=1,
                 )
                 .returning(tenants.c.id)

@@ -1,13 +1,13 @@
-"""The persistent form of a tenant's `Ledger`: a JSON document stored with the tenant.
+"""The persistent form of a `Ledger`: a JSON-ready document (`Ledger.dump` / `Ledger.load`).
 
-The service keeps no ledger between requests that it could not rebuild: each booking loads the
-tenant's ledger from this document (or reuses an in-process copy whose version matches the
-database), applies the core `Ledger`'s own operations, and writes the document back in the same
-transaction. Holds are per-process and short-lived, so they are not part of the document.
-Amounts are written as decimal strings so that no precision is lost.
+The wallet service stores one document per tenant: each booking loads the tenant's ledger from it
+(or reuses an in-process copy whose version matches the database), applies the ledger's own
+operations, and writes the document back in the same transaction. Holds are per-process and
+short-lived, so they are not part of the document. Amounts are written as decimal strings so
+that no precision is lost.
 
 The document mirrors the ledger's private fields, so a test pins the set of those fields: a
-change to the core's ledger that this module does not know about fails that test.
+change to the ledger that this module does not know about fails that test.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
-from .._ledger import _NEVER, Ledger, _Budget, _Grant, _Watch
-from .._pricing import RateCard
+from ._exceptions import ConfigurationError
+from ._ledger import _NEVER, Ledger, _Budget, _Grant, _Watch
+from ._pricing import RateCard
 
 __all__ = ["dump_ledger", "load_ledger"]
 
@@ -102,10 +103,10 @@ def load_ledger(data: dict[str, Any], rate_card: RateCard) -> Ledger:
     """Rebuild the `Ledger` that `dump_ledger` described.
 
     Raises:
-        ValueError: The document has an unknown format.
+        ConfigurationError: The document has an unknown format.
     """
     if data.get("format") != FORMAT:
-        raise ValueError(f"unknown ledger document format {data.get('format')!r}")
+        raise ConfigurationError("format", data.get("format"), f"must be {FORMAT}")
     ledger = Ledger(rate_card, overdraft=data["overdraft"])
     for name, value in data["counters"].items():
         setattr(ledger, name, itertools.count(value))
