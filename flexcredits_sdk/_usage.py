@@ -16,7 +16,7 @@ from ._pricing import RateCard
 from ._records import UsageRecord
 from ._validate import check_aware
 
-__all__ = ["Bucket", "RECORD_FIELDS", "RecordFilter", "RecordLog", "group_usage"]
+__all__ = ["RECORD_FIELDS", "Bucket", "RecordFilter", "RecordLog", "group_usage", "usage_rows"]
 
 #: Fields of a record that `group_by` names directly; any other name is a tag key.
 RECORD_FIELDS = ("action", "action_type", "environment", "conversation_id", "outcome")
@@ -127,7 +127,21 @@ def group_usage(
             row[0] += record.units
             row[1] += 1
             row[2] += record.credits
-    key_names = (*names, "bucket") if bucket is not None else names
+    return usage_rows(totals, (*names, "bucket") if bucket is not None else names, rate_card)
+
+
+def usage_rows(
+    totals: Mapping[tuple[str | None, ...], Sequence[Any]],
+    key_names: Sequence[str],
+    rate_card: RateCard,
+) -> list[UsageRow]:
+    """Turn group totals into usage rows, the most credits first and ties in key order.
+
+    Args:
+        totals: For each group key, its actions (units), record count and credits.
+        key_names: The names of the key's parts, in order.
+        rate_card: Prices the credits in money.
+    """
     rows = [
         UsageRow(
             key=dict(zip(key_names, key, strict=True)),

@@ -8,7 +8,6 @@ and ordered exactly as `flexcredits_sdk._usage.group_usage` orders them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ from sqlalchemy.engine import Connection
 from .._models import UsageRow
 from .._pricing import RateCard
 from .._records import UsageRecord
-from .._usage import RECORD_FIELDS, Bucket, _bucket_key, _check_group_by
+from .._usage import RECORD_FIELDS, Bucket, _bucket_key, _check_group_by, usage_rows
 from ._schema import from_nano, records
 
 __all__ = ["RecordQuery", "select_records", "usage"]
@@ -104,23 +103,10 @@ def usage(
         total[0] += int(actions)
         total[1] += int(count)
         total[2] += int(nano)
-    key_names = (*names, "bucket") if bucket is not None else names
-    rows = []
-    for key, (actions, count, nano) in totals.items():
-        credits = from_nano(nano)
-        rows.append(
-            UsageRow(
-                key=dict(zip(key_names, key, strict=True)),
-                actions=actions,
-                records=count,
-                credits=credits,
-                usd=rate_card.usd(credits),
-            )
-        )
-    rows.sort(
-        key=lambda r: (-Decimal(r.credits), tuple((v is None, v or "") for v in r.key.values()))
-    )
-    return rows
+    exact = {
+        key: (actions, count, from_nano(nano)) for key, (actions, count, nano) in totals.items()
+    }
+    return usage_rows(exact, (*names, "bucket") if bucket is not None else names, rate_card)
 
 
 class RecordQuery:
