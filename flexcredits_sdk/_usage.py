@@ -160,17 +160,18 @@ def usage_rows(
 
 _as_record = UsageRecord._make
 _chain = itertools.chain.from_iterable
-_CHUNK = 512
+_CHUNK = 128
 _WIDTH = len(UsageRecord._fields)
+_TAGS = UsageRecord._fields.index("tags")
 _first = itemgetter(0)
 
 
 class RecordLog:
     """Records in booking order, each id at most once.
 
-    Records are kept in chunks of `_CHUNK`, each one flat tuple of their fields: cheap to append
-    in bulk, compact in memory, and one object per chunk for the garbage collector, which would
-    otherwise scan millions of named tuples in every full collection of the host process.
+    Records are kept in chunks of `_CHUNK`, each one flat tuple of their fields with the tags as
+    pairs: cheap to append in bulk, compact in memory, and untracked by the garbage collector,
+    which would otherwise scan millions of records in every full collection of the host process.
     """
 
     __slots__ = ("_chunks", "_ids", "_tail")
@@ -205,7 +206,11 @@ class RecordLog:
         return records
 
     def _seal(self) -> None:
-        self._chunks.append(tuple(_chain(self._tail)))
+        fields: list[Any] = list(_chain(self._tail))
+        # Tags become tuples of pairs: the garbage collector stops tracking a tuple that holds
+        # only strings, numbers, None and such tuples, so full collections skip sealed chunks.
+        fields[_TAGS::_WIDTH] = [tuple(t.items()) if t else None for t in fields[_TAGS::_WIDTH]]
+        self._chunks.append(tuple(fields))
         self._tail = []
 
     def __contains__(self, record_id: object) -> bool:
@@ -218,7 +223,9 @@ class RecordLog:
         width = _WIDTH
         for chunk in self._chunks:
             for start in range(0, len(chunk), width):
-                yield _as_record(chunk[start : start + width])
+                row = list(chunk[start : start + width])
+                row[_TAGS] = dict(row[_TAGS]) if row[_TAGS] else {}
+                yield _as_record(row)
         yield from list(self._tail)
 
     def select(self, where: RecordFilter, limit: int | None = None) -> list[UsageRecord]:

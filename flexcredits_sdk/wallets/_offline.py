@@ -24,8 +24,9 @@ from ._store import SqliteStore
 
 __all__ = ["OfflineWallet"]
 
-#: Queued records are booked once this many wait, so the queue stays short.
-_DRAIN_AT = 512
+#: Queued records are booked once this many wait: records that die young cost the garbage
+#: collector least.
+_DRAIN_AT = 128
 _credits = itemgetter(4)
 _start_ns = itemgetter(8)
 _duration_ns = itemgetter(9)
