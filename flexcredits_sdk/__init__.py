@@ -8,6 +8,12 @@ wallet service through `HttpWallet`. Public submodules: `otel`, `testing`, `wall
 
 from ._context import conversation, current_action, current_conversation, current_tags, tags
 from ._default import action, configure, flush, get_meter, metered_action, shutdown
+from ._environment import (
+    API_KEY_VARIABLE,
+    ENVIRONMENT_VARIABLE,
+    OUTBOX_DIR_VARIABLE,
+    URL_VARIABLE,
+)
 from ._exceptions import (
     ActionRefused,
     BudgetExceeded,
@@ -19,7 +25,7 @@ from ._exceptions import (
     UnknownEnvironment,
 )
 from ._export import DeadLetter, WalletError
-from ._meter import ENVIRONMENT_VARIABLE, Action, ActionScope, Meter, MeterStats
+from ._meter import Action, ActionScope, Meter, MeterStats
 from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from ._pricing import RateCard
 from ._records import UsageRecord, derive_id, new_id
@@ -28,7 +34,10 @@ from .wallets import AsyncHttpWallet, HttpWallet, OfflineWallet, Sink, Wallet
 __version__ = "0.1.0"
 
 __all__ = [
+    "API_KEY_VARIABLE",
     "ENVIRONMENT_VARIABLE",
+    "OUTBOX_DIR_VARIABLE",
+    "URL_VARIABLE",
     "Action",
     "ActionRefused",
     "ActionScope",

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._context import CONVERSATION, CURRENT, TAGS
+from ._environment import ENVIRONMENT_VARIABLE
 from ._exceptions import ActionRefused, ConfigurationError
 from ._pricing import RateCard
 from ._records import UsageRecord, make_id
@@ -38,8 +39,6 @@ logger = logging.getLogger("flexcredits_sdk")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: The environment variable that sets the default meter's environment.
-ENVIRONMENT_VARIABLE = "FLEXCREDITS_ENVIRONMENT"
 
 _time_ns = time.time_ns
 _new_record = tuple.__new__  # UsageRecord's fields in order, without its keyword parsing

@@ -11,7 +11,7 @@ import click
 from .._exceptions import ConfigurationError
 from .._ledger import datetime_to_ns
 from .._pricing import to_exact
-from ._settings import DB_VARIABLE, DEFAULT_DB, ServerSettings
+from ._settings import ADMIN_KEY_VARIABLE, DB_VARIABLE, DEFAULT_DB, ServerSettings
 
 __all__ = ["wallet"]
 
@@ -43,7 +43,7 @@ def wallet() -> None:
 @click.option("--port", default=8780, show_default=True, type=int, help="The port.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--fd", type=int, default=None, help="Serve on this already-bound socket.")
-@click.option("--admin-key", envvar="FLEXCREDITS_ADMIN_KEY", default=None, help="Admin key.")
+@click.option("--admin-key", envvar=ADMIN_KEY_VARIABLE, default=None, help="Admin key.")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(
     db: str,

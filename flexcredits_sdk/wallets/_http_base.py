@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from .._environment import API_KEY_VARIABLE, OUTBOX_DIR_VARIABLE, URL_VARIABLE
 from .._exceptions import ConfigurationError
 from .._export import DeadLetter, Exporter, Transport, WalletError, check_url, default_outbox_dir
 from .._export._settings import ExportSettings
@@ -26,12 +27,6 @@ from .._wire import GrantRequest, RecordsQuery, UsageQuery
 
 __all__ = ["API_KEY_VARIABLE", "OUTBOX_DIR_VARIABLE", "URL_VARIABLE", "HttpWalletBase"]
 
-#: The wallet service's URL, for ``HttpWallet()`` and the unconfigured default meter.
-URL_VARIABLE = "FLEXCREDITS_URL"
-#: The API key sent as ``Authorization: Bearer <key>``.
-API_KEY_VARIABLE = "FLEXCREDITS_API_KEY"
-#: Where outboxes live; a per-user cache directory by default.
-OUTBOX_DIR_VARIABLE = "FLEXCREDITS_OUTBOX_DIR"
 
 M = TypeVar("M", bound=BaseModel)
 
