@@ -12,6 +12,7 @@ conversations of 1 to 12 actions over 90 days, with two tags and a resolved flag
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -119,6 +120,8 @@ def run(path: Path) -> None:
         f"{cpu:.1f} s CPU ({cpu / result.rows * 1e6:.2f} us/row), peak RSS {peak_mib:.0f} MiB, "
         f"peak open conversations {result.peak_open:,}"
     )
+    parser = "orjson" if importlib.util.find_spec("orjson") else "json (the standard library)"
+    print(f"  JSON decoded with {parser}")
     for model in result.models:
         print(f"  {model.name:18} ${model.total:,.2f}")
 

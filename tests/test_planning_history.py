@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import IO
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flexcredits_sdk as fc
 from flexcredits_sdk import planning
@@ -172,3 +175,142 @@ def test_bad_format_and_source() -> None:
         list(planning.read_history("x.jsonl", format="xml"))  # type: ignore[arg-type]
     with pytest.raises(fc.ConfigurationError, match="source"):
         list(planning.read_history(42))  # type: ignore[arg-type]
+
+
+# Reading JSONL files: orjson when installed, the standard library otherwise, the same rows.
+
+A = b'{"action": "a", "action_type": "standard", "timestamp": "2026-03-01T10:00:00Z"'
+TRICKY = b"".join(
+    [
+        json.dumps(ROW).encode() + b"\r\n",  # a Windows line ending
+        json.dumps({**ROW, "conversation_id": 2**64}).encode() + b"\n",  # a float to orjson
+        json.dumps({**ROW, "units": 2**64}).encode() + b"\n",
+        json.dumps({**ROW, "tags": {"team": 2**64}}).encode() + b"\n",
+        A + b', "resolved": NaN}\n',
+        A + b', "conversation_id": "\\ud800"}\n',  # a lone surrogate
+        A + b', "tags": {"t": "1", "t": "2"}}\n',  # the last one wins
+        A + b', "units": 1e400}\n',
+        A + b',\r "units": 2}\n',  # a lone CR ends a line, as in text mode
+        A + b"}\r" + A + b"} \x0c\n",
+        b"  \n\n[1, 2]\nnull\n{oops\n",
+        A + ', "conversation_id": "\u00e9"}\n'.encode(),
+        b"\xef\xbb\xbf" + A + b"}\n",  # a byte order mark
+        A + b', "conversation_id": "last"}',  # no final newline
+    ]
+)
+
+
+@pytest.fixture(params=["orjson", "stdlib"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Read JSONL files with orjson (when installed) or with the standard library alone."""
+    from flexcredits_sdk.planning import _history
+
+    if request.param == "orjson":
+        pytest.importorskip("orjson")
+    else:
+        monkeypatch.setattr(_history, "_fast_loads", None)
+    return str(request.param)
+
+
+def _read(source: Path | IO[str]) -> tuple[list[tuple[object, ...]], list[str]]:
+    errors: list[HistoryError] = []
+    rows = list(planning.read_history(source, on_bad_row=errors.append))
+    return [(*row, list(row.tags.items())) for row in rows], [str(e) for e in errors]
+
+
+def test_both_parsers_read_a_file_as_text_would(tmp_path: Path, parser: str) -> None:
+    path = tmp_path / "tricky.jsonl"
+    path.write_bytes(TRICKY)
+    rows, errors = _read(path)
+    with path.open(encoding="utf-8") as stream:  # text mode: always the standard library
+        assert (rows, errors) == _read(stream)
+    assert [row[:3] + row[6:7] + row[-1:] for row in rows] == [
+        (1, "c1", "lookup", 2, [("team", "support")]),
+        (2, str(2**64), "lookup", 2, [("team", "support")]),
+        (3, "c1", "lookup", 2**64, [("team", "support")]),
+        (6, "\ud800", "a", 1, []),
+        (7, None, "a", 1, [("t", "2")]),
+        (11, None, "a", 1, []),
+        (12, None, "a", 1, []),
+        (18, "\u00e9", "a", 1, []),
+        (20, "last", "a", 1, []),
+    ]
+    assert [(e.split("=")[0], e.rsplit(" ", 1)[1]) for e in errors] == [
+        ("tags", "4)"),
+        ("resolved", "5)"),
+        ("units", "8)"),
+        ("row", "9)"),
+        ("row", "10)"),
+        ("row", "15)"),
+        ("row", "16)"),
+        ("row", "17)"),
+        ("row", "19)"),
+    ]
+    assert "Unexpected UTF-8 BOM" in errors[-1]
+
+
+def test_a_file_that_is_not_utf8_stops_the_reading(tmp_path: Path, parser: str) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(ROW).encode() + b"\n" + A + b', "action": "caf\xe9"}\n')
+    with pytest.raises(UnicodeDecodeError):
+        list(planning.read_history(path, on_bad_row=lambda error: None))
+
+
+def test_both_parsers_simulate_a_file_alike(tmp_path: Path, parser: str) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_bytes((ROOT / "examples" / "history.jsonl").read_bytes() + TRICKY)
+    models = ["agentforce", "per-conversation", "per-resolution"]
+    result = planning.simulate(path, models, skip_bad_rows=True)
+    with path.open(encoding="utf-8") as stream:
+        rows = list(planning.read_history(stream, on_bad_row=lambda error: None))
+    expected = planning.simulate(rows, models)
+    assert (result.rows, result.bad_rows, len(result.bad_row_errors)) == (210, 9, 9)
+    assert result.model_copy(update={"bad_rows": 0, "bad_row_errors": []}) == expected
+
+
+def _parse_alone(value: object) -> object:
+    from flexcredits_sdk.planning._rows import _Bad, _Times
+
+    try:
+        return _Times()(value)  # nothing remembered
+    except _Bad as exc:
+        return exc.args
+
+
+_CLOCK = st.builds(
+    "{:02d}:{:02d}:{:02d}".format,
+    st.integers(0, 24),
+    st.integers(0, 60),
+    st.integers(0, 60),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    days=st.lists(st.sampled_from(["2026-03-01T", "2026-03-02T", "1969-12-31T", "2026-03-01 "])),
+    clocks=st.lists(_CLOCK, min_size=1, max_size=40),
+    zones=st.lists(
+        st.sampled_from(["Z", "+00:00", "-00:00", "+02:00", "-02:00", "+05:30", "+00:00:30"]),
+        min_size=1,
+    ),
+    fractions=st.lists(st.sampled_from(["", "", ".000", ".5"]), min_size=1),
+)
+def test_remembered_days_parse_as_a_full_parse_would(
+    days: list[str], clocks: list[str], zones: list[str], fractions: list[str]
+) -> None:
+    from flexcredits_sdk.planning._rows import _Bad, _Times
+
+    times = _Times()
+    for i, clock in enumerate(clocks):
+        day = days[i % len(days)] if days else "2026-03-01T"
+        value = day + clock + fractions[i % len(fractions)] + zones[i % len(zones)]
+        try:
+            got: object = times(value)
+        except _Bad as exc:
+            got = exc.args
+        assert got == _parse_alone(value), value
+
+
+def test_an_empty_first_timestamp_is_missing() -> None:
+    with pytest.raises(HistoryError, match="is required"):
+        list(planning.read_history(_jsonl({**ROW, "timestamp": ""})))

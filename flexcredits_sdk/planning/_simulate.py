@@ -17,7 +17,7 @@ A conversation seen again after it closed counts as a new one, as a session that
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -50,11 +50,11 @@ _SWEEP_EVERY = 1024
 class _Conversation:
     __slots__ = ("counts", "last_s", "month", "resolved", "tags", "units")
 
-    def __init__(self, row: HistoryRow) -> None:
+    def __init__(self, time_s: int, day: str, tags: Mapping[str, str]) -> None:
         self.counts: dict[tuple[str, str, str], int] = {}
-        self.last_s = row.time_s
-        self.month = row.day[:7]
-        self.tags = row.tags
+        self.last_s = time_s
+        self.month = day[:7]
+        self.tags = tags
         self.resolved = False
         self.units = 0
 
@@ -62,17 +62,17 @@ class _Conversation:
 class _Run:
     """One model's totals. Quantities are credits (credit plans) or billable conversations."""
 
-    __slots__ = ("by_month", "by_tags", "index", "model", "months", "sketch", "total", "unit")
+    __slots__ = ("by_month", "by_tags", "index", "model", "resolutions", "sketch", "total", "unit")
 
     def __init__(self, model: AnyModel, index: int) -> None:
         self.model = model
         self.index = index  # position in the price tuples (credit plans)
+        self.resolutions = isinstance(model, PerResolution)  # bills resolved conversations
         self.unit = model.list_price if isinstance(model, CreditPlan) else model.price
         self.sketch = QuantileSketch()
         self.total: int | Decimal = 0
         self.by_month: dict[str, int | Decimal] = {}
-        self.months: dict[str, int] = {}
-        self.by_tags: dict[tuple[tuple[str, str], ...], int | Decimal] = {}
+        self.by_tags: dict[int, int | Decimal] = {}  # by the tag set's number
 
 
 class Simulator:
@@ -111,6 +111,8 @@ class Simulator:
         self._max_open = max_open
         self._open: dict[str, _Conversation] = {}
         self._prices: dict[tuple[str, str, str], tuple[int | Decimal, ...]] = {}
+        self._months: dict[str, int] = {}  # conversations per month
+        self._tag_sets: dict[tuple[tuple[str, str], ...], int] = {}  # numbered as first seen
         self._watermark = -(2**62)
         self._first_day: str | None = None
         self._last_day: str | None = None
@@ -154,24 +156,22 @@ class Simulator:
         first_day = self._first_day
         last_day = self._last_day
         for row in rows:
+            line, cid, action, action_type, environment, tags, units, resolved, time_s, day = row
             count += 1
-            key = (row.action, row.action_type, row.environment)
+            key = (action, action_type, environment)
             if key not in prices:
-                self._price(key, row.line)
-            time_s = row.time_s
+                self._price(key, line)
             if time_s > watermark:
                 watermark = time_s
-                day = row.day
                 if last_day is None or day > last_day:
                     last_day = day
-            if first_day is None or row.day < first_day:
-                first_day = row.day
-            cid = row.conversation_id
+            if first_day is None or day < first_day:
+                first_day = day
             if cid is None:
-                single = _Conversation(row)
-                single.counts[key] = row.units
-                single.units = row.units
-                single.resolved = row.resolved
+                single = _Conversation(time_s, day, tags)
+                single.counts[key] = units
+                single.units = units
+                single.resolved = resolved
                 self._close(single)
                 continue
             if cid != last_id or conv is None or time_s - conv.last_s > idle:
@@ -180,15 +180,16 @@ class Simulator:
                     self._close(conv)  # idle too long: the id starts a new conversation
                     conv = None
                 if conv is None:
-                    conv = _Conversation(row)
+                    conv = _Conversation(time_s, day, tags)
                     if len(open_) >= self._max_open:
                         self.forced_closes += 1
                         self._close(open_.pop(next(iter(open_))))
                 open_[cid] = conv
                 last_id = cid
-            conv.counts[key] = conv.counts.get(key, 0) + row.units
-            conv.units += row.units
-            if row.resolved:
+            counts = conv.counts
+            counts[key] = counts.get(key, 0) + units
+            conv.units += units
+            if resolved:
                 conv.resolved = True
             if time_s > conv.last_s:
                 conv.last_s = time_s
@@ -217,24 +218,28 @@ class Simulator:
             self.resolved += 1
         prices = self._prices
         tags = tuple(conv.tags.items())
+        tag_set = self._tag_sets.get(tags)
+        if tag_set is None:
+            tag_set = self._tag_sets[tags] = len(self._tag_sets)
         month = conv.month
+        self._months[month] = self._months.get(month, 0) + 1
         for run in self._runs:
-            model = run.model
+            index = run.index
             quantity: int | Decimal
-            if run.index >= 0:
-                index = run.index
+            if index >= 0:
                 quantity = 0
                 for key, units in conv.counts.items():
                     quantity += prices[key][index] * units
-            elif isinstance(model, PerResolution):
+            elif run.resolutions:
                 quantity = 1 if conv.resolved else 0
             else:
                 quantity = 1
             run.total += quantity
             run.sketch.add(quantity)
-            run.by_month[month] = run.by_month.get(month, 0) + quantity
-            run.months[month] = run.months.get(month, 0) + 1
-            run.by_tags[tags] = run.by_tags.get(tags, 0) + quantity
+            by_month = run.by_month
+            by_month[month] = by_month.get(month, 0) + quantity
+            by_tags = run.by_tags
+            by_tags[tag_set] = by_tags.get(tag_set, 0) + quantity
 
     def result(self) -> SimulationResult:
         """Close every open conversation and return what each model costs.
@@ -272,7 +277,7 @@ class Simulator:
         pools: dict[str, int | Decimal] = {}
         for index, month in enumerate(months):
             quantity = run.by_month.get(month, 0)
-            conversations = run.months.get(month, 0)
+            conversations = self._months.get(month, 0)
             if isinstance(model, CreditPlan):
                 cost, _ = model.bill_month(quantity, index, pools)
                 bills.append(
@@ -287,8 +292,9 @@ class Simulator:
         n = self.conversations
         list_total = run.total * unit
         tag_costs: dict[tuple[str, str], Decimal] = {}
-        for tags, quantity in run.by_tags.items():
-            for pair in tags:
+        tag_sets = list(self._tag_sets)
+        for tag_set, quantity in run.by_tags.items():
+            for pair in tag_sets[tag_set]:
                 tag_costs[pair] = tag_costs.get(pair, Decimal(0)) + quantity * unit
         by_tag = [TagCost(key=k, value=v, cost=c) for (k, v), c in tag_costs.items()]
         by_tag.sort(key=lambda t: (-t.cost, t.key, t.value))
