@@ -34,9 +34,9 @@ from typing import Any, Literal
 from ._exceptions import BudgetExceeded, ConfigurationError, InsufficientCredits
 from ._models import Alert, Balance, BudgetInfo, GrantInfo
 from ._pricing import RateCard
-from ._records import UsageRecord
+from ._records import UsageRecord, datetime_to_ns, ns_to_datetime
 
-__all__ = ["Hold", "Ledger", "Overdraft", "Period", "ns_to_datetime", "datetime_to_ns"]
+__all__ = ["Hold", "Ledger", "Overdraft", "Period"]
 
 Overdraft = Literal["allow", "deny"]
 Period = Literal["day", "month"]
@@ -45,18 +45,6 @@ Amount = int | Decimal
 _NEVER = 1 << 127
 _DAY_NS = 86_400 * 1_000_000_000
 _UTC = _dt.UTC
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
-
-
-def ns_to_datetime(ns: int) -> _dt.datetime:
-    """Return Unix nanoseconds as an aware UTC datetime (microsecond precision)."""
-    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
-
-
-def datetime_to_ns(value: _dt.datetime) -> int:
-    """Return an aware datetime as Unix nanoseconds."""
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 @dataclass(eq=False)

@@ -109,6 +109,13 @@ class _Spec:
         self.credits: int | Decimal = 0
         self.static_tags = True  # whether the meter or the decorator adds tags
 
+    def settle(self, price: int | Decimal) -> None:
+        """Adopt `price` and the meter's current tags and version (under the meter's lock)."""
+        meter = self.meter
+        self.credits = price
+        self.static_tags = bool(meter._tags or self.tags)
+        self.version = meter._version
+
 
 class Action:
     """The handle of one running action: read its id, add tags, change its units.
@@ -369,8 +376,7 @@ class Meter:
             self.metric_tags: tuple[str, ...] = metric_tags
             self._version += 1
             for spec, price in prices:
-                spec.credits, spec.version = price, self._version
-                spec.static_tags = bool(checked_tags or spec.tags)
+                spec.settle(price)
         from .otel._bridge import sync
 
         sync(self)
@@ -440,9 +446,7 @@ class Meter:
         if len(self._tags.keys() | spec.tags.keys()) > MAX_TAGS:
             check_tags(spec.tags, base=self._tags)
         with self._lock:
-            spec.credits = self.rate_card.price(action_type, self.environment, action=name)
-            spec.version = self._version
-            spec.static_tags = bool(self._tags or spec.tags)
+            spec.settle(self.rate_card.price(action_type, self.environment, action=name))
             self._specs.add(spec)
         return spec
 
@@ -659,11 +663,7 @@ class Meter:
 
     def _reprice(self, spec: _Spec) -> None:
         with self._lock:
-            spec.credits = self.rate_card.price(
-                spec.action_type, self.environment, action=spec.name
-            )
-            spec.static_tags = bool(self._tags or spec.tags)
-            spec.version = self._version
+            spec.settle(self.rate_card.price(spec.action_type, self.environment, action=spec.name))
 
     def _failed(self, where: str, name: str, exc: Exception) -> None:
         self._errors += 1

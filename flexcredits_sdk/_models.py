@@ -21,7 +21,7 @@ from pydantic import (
 
 from ._exceptions import ConfigurationError
 from ._pricing import to_exact
-from ._records import UsageRecord
+from ._records import UsageRecord, datetime_to_ns
 from ._validate import check_name, check_tags
 
 __all__ = [
@@ -206,10 +206,7 @@ class UsageRecordModel(_Model):
         if self.start_time_ns is not None:
             start_ns = self.start_time_ns
         elif self.started_at is not None:
-            delta = self.started_at - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-            start_ns = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + (
-                delta.microseconds * 1000
-            )
+            start_ns = datetime_to_ns(self.started_at)
         else:
             raise ConfigurationError(
                 "started_at", None, "either started_at or start_time_ns is required"

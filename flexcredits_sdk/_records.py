@@ -19,11 +19,32 @@ from typing import Any, Literal, NamedTuple
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["Outcome", "UsageRecord", "derive_id", "make_id", "new_id"]
+__all__ = [
+    "Outcome",
+    "UsageRecord",
+    "datetime_to_ns",
+    "derive_id",
+    "make_id",
+    "new_id",
+    "ns_to_datetime",
+]
 
 Outcome = Literal["ok", "error"]
 
 _UTC = _dt.UTC
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+def ns_to_datetime(ns: int) -> _dt.datetime:
+    """Return Unix nanoseconds as an aware UTC datetime (microsecond precision)."""
+    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
+
+
+def datetime_to_ns(value: _dt.datetime) -> int:
+    """Return an aware datetime as Unix nanoseconds."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
 
 # --- UUIDv7 ------------------------------------------------------------------------------------
 #
@@ -156,8 +177,7 @@ class UsageRecord(NamedTuple):
     @property
     def started_at(self) -> _dt.datetime:
         """When the action started, as an aware UTC datetime."""
-        seconds, ns = divmod(self.start_time_ns, 1_000_000_000)
-        return _dt.datetime.fromtimestamp(seconds, _UTC).replace(microsecond=ns // 1000)
+        return ns_to_datetime(self.start_time_ns)
 
     @property
     def duration_ms(self) -> float:

@@ -10,10 +10,9 @@ from operator import itemgetter
 from typing import Any, Literal
 
 from ._exceptions import ConfigurationError
-from ._ledger import datetime_to_ns, ns_to_datetime
 from ._models import UsageRow
 from ._pricing import RateCard
-from ._records import UsageRecord
+from ._records import UsageRecord, datetime_to_ns, ns_to_datetime
 from ._validate import check_aware
 
 __all__ = ["RECORD_FIELDS", "Bucket", "RecordFilter", "RecordLog", "group_usage", "usage_rows"]

@@ -25,7 +25,7 @@ from . import _default
 from ._exceptions import ConfigurationError, FlexCreditsError
 from ._meter import Action, Meter
 from ._pricing import RateCard
-from ._records import UsageRecord
+from ._records import UsageRecord, datetime_to_ns
 from ._validate import check_credits
 from .wallets import OfflineWallet
 
@@ -54,11 +54,7 @@ class FakeClock:
 
     def __init__(self, start: int | _dt.datetime = DEFAULT_START_NS) -> None:
         if isinstance(start, _dt.datetime) and start.tzinfo is not None:
-            start = (
-                (start - _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC))
-                // _dt.timedelta(microseconds=1)
-                * 1000
-            )
+            start = datetime_to_ns(start)
         if isinstance(start, bool) or not isinstance(start, int):
             raise ConfigurationError(
                 "start", start, "must be Unix nanoseconds or an aware datetime"

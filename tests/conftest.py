@@ -8,6 +8,7 @@ import pytest
 
 import flexcredits_sdk as fc
 from flexcredits_sdk._default import _reset_for_tests
+from flexcredits_sdk.testing import FakeClock
 
 
 @pytest.fixture(autouse=True)
@@ -20,19 +21,7 @@ def _fresh_default_meter(monkeypatch: pytest.MonkeyPatch) -> Iterator[fc.Meter]:
     _reset_for_tests()
 
 
-class FakeClock:
-    """A clock in Unix nanoseconds that moves only when told to."""
-
-    def __init__(self, start_ns: int = 1_780_000_000 * 10**9) -> None:
-        self.now = start_ns
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float = 0, *, ns: int = 0) -> None:
-        self.now += int(seconds * 1_000_000_000) + ns
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """A fake clock at 2026-05-28T20:26:40Z."""
+    return FakeClock(1_780_000_000 * 10**9)

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flexcredits_sdk as fc
-from flexcredits_sdk._ledger import Ledger, datetime_to_ns, ns_to_datetime
+from flexcredits_sdk._ledger import Ledger
+from flexcredits_sdk._records import datetime_to_ns, ns_to_datetime
 
 T0 = datetime_to_ns(_dt.datetime(2026, 3, 30, 12, 0, tzinfo=_dt.UTC))
 SECOND = 10**9

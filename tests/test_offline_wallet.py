@@ -8,11 +8,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flexcredits_sdk as fc
+from flexcredits_sdk.testing import FakeClock
 
 
 def test_one_balance_across_environments_with_usage_per_environment() -> None:
@@ -170,7 +170,7 @@ def test_repr_shows_no_secrets_and_counts() -> None:
 )
 def test_queued_and_eager_booking_agree(ops: list[tuple[str, int]]) -> None:
     """The wallet queues records when nothing reacts to them; the answers are the same."""
-    clocks = [FakeClock(), FakeClock()]
+    clocks = [FakeClock(1_780_000_000 * 10**9), FakeClock(1_780_000_000 * 10**9)]
     lazy = fc.OfflineWallet(clock=clocks[0])
     eager = fc.OfflineWallet(clock=clocks[1])
     eager.on_low_balance(-(10**9), lambda alert: None)  # a watch makes booking eager

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from .._exceptions import ConfigurationError
-from .._ledger import datetime_to_ns
 from .._pricing import to_exact
+from .._records import datetime_to_ns
 from ._settings import ADMIN_KEY_VARIABLE, DB_VARIABLE, DEFAULT_DB, ServerSettings
 
 __all__ = ["wallet"]

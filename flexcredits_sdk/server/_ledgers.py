@@ -16,9 +16,10 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .._ledger import Ledger, datetime_to_ns
+from .._ledger import Ledger
 from .._models import Alert
 from .._pricing import RateCard
+from .._records import datetime_to_ns
 from ._schema import alerts, deliveries, tenants
 from ._webhooks import alert_body
 

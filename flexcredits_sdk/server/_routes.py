@@ -14,8 +14,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from .._ledger import datetime_to_ns
 from .._models import Balance, GrantInfo
+from .._records import datetime_to_ns
 from .._wire import (
     ErrorResponse,
     GrantRequest,

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .._exceptions import ConfigurationError
-from .._ledger import Ledger, Overdraft, Period, ns_to_datetime
+from .._ledger import Ledger, Overdraft, Period
 from .._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from .._pricing import RateCard, to_exact
-from .._records import UsageRecord
+from .._records import UsageRecord, ns_to_datetime
 from .._usage import Bucket
 from ._db import WRITE, make_engine
 from ._insert import insert_records

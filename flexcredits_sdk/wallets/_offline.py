@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import ConfigurationError
-from .._ledger import Hold, Ledger, Overdraft, Period, datetime_to_ns
+from .._ledger import Hold, Ledger, Overdraft, Period
 from .._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from .._pricing import RateCard
-from .._records import UsageRecord
+from .._records import UsageRecord, datetime_to_ns
 from .._usage import Bucket, RecordFilter, RecordLog, group_usage
 from .._validate import check_aware, check_credits, check_name, check_tags
 from ._store import SqliteStore
