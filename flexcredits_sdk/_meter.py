@@ -43,7 +43,6 @@ R = TypeVar("R")
 _time_ns = time.time_ns
 _new_record = tuple.__new__  # UsageRecord's fields in order, without its keyword parsing
 _new_action = object.__new__
-_hex = hex
 _TAGS_get = TAGS.get
 _CONVERSATION_get = CONVERSATION.get
 
@@ -127,13 +126,15 @@ class Action:
     __slots__ = (
         "_conversation",
         "_ctx_tags",
+        "_fields",
         "_hold",
+        "_own_id",
+        "_record",
         "_spec",
         "_tags",
         "_token",
         "_units",
         "id",
-        "record",
         "span_id",
         "start_time_ns",
         "trace_id",
@@ -143,6 +144,7 @@ class Action:
         self._spec = spec
         self.start_time_ns = now_ns
         self.id = make_id(now_ns)
+        self._own_id = True
         self._units = spec.units
         self._ctx_tags = TAGS.get()
         self._conversation = CONVERSATION.get()
@@ -151,10 +153,19 @@ class Action:
         self._token: Any = None
         self.trace_id: str | None = None
         self.span_id: str | None = None
-        self.record: UsageRecord | None = None
+        self._fields: tuple[Any, ...] | None = None
+        self._record: UsageRecord | None = None
 
     def __repr__(self) -> str:
         return f"<Action {self._spec.name!r} id={self.id} units={self.units}>"
+
+    @property
+    def record(self) -> UsageRecord | None:
+        """The action's `UsageRecord` once it ended; ``None`` while it runs."""
+        record = self._record
+        if record is None and self._fields is not None:
+            self._record = record = _new_record(UsageRecord, self._fields)
+        return record
 
     @property
     def name(self) -> str:
@@ -217,6 +228,7 @@ class Action:
                 "record_id", record_id, "must be a string of 1 to 64 characters"
             )
         self.id = record_id
+        self._own_id = False
 
     def _merged_tags(self) -> dict[str, str]:
         meter_tags = self._spec.meter._tags
@@ -370,6 +382,7 @@ class Meter:
             self.rate_card = rate_card
             self.environment = environment
             self.wallet: Sink = wallet
+            self._submit_new = getattr(wallet, "submit_new", None) or _submit_as_record(wallet)
             self._tags = checked_tags
             self._clock = clock
             self.spans: SpanMode = spans
@@ -586,15 +599,23 @@ class Meter:
             act._spec = spec
             act._units = spec.units
             act.start_time_ns = now = self._clock()
+            # The id, as _records.make_id makes it.
             ms = now // 1_000_000
+            block = _ids.block
             if ms != _ids.ms:
-                _ids.set_ms(ms)
+                block = _ids.new_block(ms)
                 for periodic in _PERIODIC:
                     periodic()
-            act.id = _ids.prefix + _hex(next(_ids.counter))[2:]  # see _records.make_id
+            suffix = next(block[1], None)
+            if suffix is None:
+                block = _ids.new_block(ms)
+                suffix = next(block[1])
+            act.id = block[0] + suffix
+            act._own_id = True
             act._ctx_tags = _TAGS_get()
             act._conversation = _CONVERSATION_get()
-            act._tags = act._hold = act._token = act.trace_id = act.span_id = act.record = None
+            act._tags = act._hold = act._token = act.trace_id = act.span_id = None
+            act._fields = act._record = None
             wallet = self.wallet
             if wallet.needs_authorization:
                 act._hold = wallet.authorize(
@@ -634,30 +655,31 @@ class Meter:
                 tags = dict(act._ctx_tags) if act._ctx_tags else {}
             if self._observers:
                 self._notify("on_end", act, exc, credits)
-            record = _new_record(
-                UsageRecord,
-                (
-                    act.id,
-                    spec.name,
-                    spec.action_type,
-                    units,
-                    credits,
-                    self.environment,
-                    tags,
-                    act._conversation,
-                    act.start_time_ns,
-                    duration,
-                    outcome,
-                    error_type,
-                    act.trace_id,
-                    act.span_id,
-                ),
+            # The record's fields; `Action.record` makes the `UsageRecord` when it is asked for.
+            act._fields = fields = (
+                act.id,
+                spec.name,
+                spec.action_type,
+                units,
+                credits,
+                self.environment,
+                tags,
+                act._conversation,
+                act.start_time_ns,
+                duration,
+                outcome,
+                error_type,
+                act.trace_id,
+                act.span_id,
             )
-            act.record = record
-            self.wallet.submit(record, act._hold)
+            if act._own_id:
+                self._submit_new(fields, act._hold)
+            else:
+                act._record = record = _new_record(UsageRecord, fields)
+                self.wallet.submit(record, act._hold)
             self._recorded += 1
             if self._observers:
-                self._notify("on_record", record)
+                self._notify("on_record", act.record)
         except Exception as error:
             self._failed("finish", act._spec.name, error)
 
@@ -696,3 +718,13 @@ class Meter:
 
 def _no_end(_: BaseException | None) -> None:
     return None
+
+
+def _submit_as_record(sink: Sink) -> Callable[[tuple[Any, ...], Any], None]:
+    """Return ``submit_new`` for a sink that only has ``submit``."""
+    submit = sink.submit
+
+    def submit_new(fields: tuple[Any, ...], hold: Any = None, /) -> None:
+        submit(_new_record(UsageRecord, fields), hold)
+
+    return submit_new

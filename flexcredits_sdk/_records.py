@@ -13,7 +13,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
@@ -49,36 +49,43 @@ def datetime_to_ns(value: _dt.datetime) -> int:
 # --- UUIDv7 ------------------------------------------------------------------------------------
 #
 # RFC 9562 UUIDv7: 48 bits of Unix milliseconds, version 7, 12 bits rand_a, variant 0b10 and
-# 62 bits rand_b. Ids must be cheap to make on the caller's thread, so rand_a and rand_b are a
-# per-process random value whose low 48 bits also count up ("method 2" of RFC 9562, section
-# 6.2): ids are unique within a process without a system call each, and unique across processes
-# unless two 72-bit random draws collide. A forked child draws again. The time prefix of the
-# string is formatted once per millisecond.
+# 62 bits rand_b. Ids must be cheap to make on the caller's thread, so they are handed out in
+# *blocks* of 4,096 ("method 2" of RFC 9562, section 6.2, with the counter in rand_b): rand_a and
+# the top 14 bits of rand_b are drawn once per process, the next 36 bits number the block and the
+# last 12 bits count within it. A block belongs to one millisecond, whose time prefix is
+# formatted with the block's text once; an id is then that text plus one of 4,096 ready-made
+# suffixes. Block numbers start at a random point and never repeat within a millisecond, so ids
+# are unique within a process and, unless 60-bit random draws collide, across processes. A
+# forked child draws again.
 
 _MASK_48 = (1 << 48) - 1
+_MASK_35 = (1 << 35) - 1
+#: The last three hex digits of the ids of one block, in order.
+_SUFFIXES = tuple(f"{i:03x}" for i in range(4096))
 
 
 class _IdState:
-    __slots__ = ("counter", "middle", "ms", "prefix")
+    __slots__ = ("block", "blocks", "middle", "ms")
 
     def __init__(self) -> None:
         self.reseed()
 
     def reseed(self) -> None:
-        draw = random.SystemRandom().getrandbits(72)
-        # The counter starts in [2**47, 2**47 + 2**46): its top bit is set, so ``hex()`` always
-        # gives exactly 12 digits, for at least 2**46 ids.
-        rand_a, rand_b_high = draw >> 60, (draw >> 46) & 0x3FFF
-        low = (1 << 47) | (draw & ((1 << 46) - 1))
+        draw = random.SystemRandom().getrandbits(60)
+        rand_a, rand_b_high = draw >> 48, (draw >> 34) & 0x3FFF
         self.middle = f"7{rand_a:03x}-{(0b10 << 14) | rand_b_high:04x}-"
-        self.counter = itertools.count(low)
+        self.blocks = itertools.count(draw & ((1 << 34) - 1))
         self.ms = -1
-        self.prefix = ""
+        #: The current block: the ids' text but the last three digits, and the suffixes left.
+        self.block: tuple[str, Iterator[str]] = ("", iter(()))
 
-    def set_ms(self, ms: int) -> None:
+    def new_block(self, ms: int) -> tuple[str, Iterator[str]]:
+        """Start a block for millisecond `ms` (a new millisecond, or the last block ran out)."""
+        number = (1 << 35) | (next(self.blocks) & _MASK_35)  # always 9 hex digits
         h = f"{ms & _MASK_48:012x}"
-        self.prefix = f"{h[:8]}-{h[8:]}-{self.middle}"
+        self.block = block = (f"{h[:8]}-{h[8:]}-{self.middle}{number:09x}", iter(_SUFFIXES))
         self.ms = ms
+        return block
 
 
 _state = _IdState()
@@ -92,9 +99,12 @@ def make_id(now_ns: int) -> str:
     """Return the UUIDv7 string for an action starting at `now_ns` (hot path)."""
     state = _state
     ms = now_ns // 1_000_000
-    if ms != state.ms:
-        state.set_ms(ms)
-    return state.prefix + hex(next(state.counter))[2:]
+    block = state.block if ms == state.ms else state.new_block(ms)
+    suffix = next(block[1], None)
+    if suffix is None:
+        block = state.new_block(ms)
+        suffix = next(block[1])
+    return block[0] + suffix
 
 
 def new_id(now_ns: int | None = None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import itemgetter
@@ -158,74 +157,125 @@ def usage_rows(
 
 
 _as_record = UsageRecord._make
-_chain = itertools.chain.from_iterable
 _CHUNK = 128
-_WIDTH = len(UsageRecord._fields)
 _TAGS = UsageRecord._fields.index("tags")
 _first = itemgetter(0)
+
+
+def _may_be_made(record_id: str) -> bool:
+    """Whether `record_id` could be an id a meter made: a UUIDv7 string."""
+    return len(record_id) == 36 and record_id[14] == "7"
 
 
 class RecordLog:
     """Records in booking order, each id at most once.
 
-    Records are kept in chunks of `_CHUNK`, each one flat tuple of their fields with the tags as
-    pairs: cheap to append in bulk, compact in memory, and untracked by the garbage collector,
-    which would otherwise scan millions of records in every full collection of the host process.
+    Records are kept in chunks of `_CHUNK`, each a tuple of columns (one tuple per field):
+    cheap to append in bulk, compact in memory, and nearly free for the garbage collector, which
+    would otherwise scan every record in each full collection of the host process. Columns of
+    strings and numbers are untracked by it; only the tags column holds containers, whose
+    dicts of strings it skips, and a chunk without any tags has no such column.
+
+    Ids are checked against the log only where a duplicate can come from. A record whose id its
+    meter made (`add_made`) is unique by construction, so the log indexes those ids only once
+    some other record could repeat one: a record added with `add` whose id is a UUIDv7, like
+    theirs. Ids that cannot be a meter's (`derive_id` values, ids of other forms) are indexed
+    as they come, in a set that holds only them.
     """
 
-    __slots__ = ("_chunks", "_ids", "_tail")
+    __slots__ = ("_chunks", "_count", "_made", "_other", "_other_v7", "_tail")
 
     def __init__(self) -> None:
-        self._chunks: list[tuple[Any, ...]] = []
-        self._tail: list[UsageRecord] = []
-        self._ids: set[str] = set()
+        self._chunks: list[tuple[Any, ...]] = []  # each a tuple of columns
+        self._tail: list[tuple[Any, ...]] = []
+        self._count = 0
+        self._other: set[str] = set()  # ids of records added with `add`
+        self._other_v7: set[str] = set()  # those of them shaped like a meter's ids
+        self._made: set[str] | None = None  # ids of records added with `add_made`, on need
+
+    def add_made(self, records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Append records whose ids their meter made for them; return those appended.
+
+        Records may come as `UsageRecord` or as plain tuples of its fields.
+
+        Such ids never repeat among themselves, so the only check is against the few records
+        `add` took with ids of the same shape (a user may have set one of them to an id the
+        meter had made for an action still running).
+        """
+        if self._other_v7 and not self._other_v7.isdisjoint(map(_first, records)):
+            records = [r for r in records if r[0] not in self._other_v7]
+        if self._made is not None:
+            self._made.update(map(_first, records))
+        self._extend(records)
+        return records
 
     def add(self, record: UsageRecord) -> bool:
         """Append `record` unless its id is already here; return whether it was added."""
-        ids = self._ids
-        if record[0] in ids:
+        record_id = record[0]
+        if record_id in self._other or record_id in self._made_ids(record_id):
             return False
-        ids.add(record[0])
-        self._tail.append(record)
-        if len(self._tail) >= _CHUNK:
-            self._seal()
+        self._other.add(record_id)
+        if _may_be_made(record_id):
+            self._other_v7.add(record_id)
+        if type(record.tags) is not dict:
+            record = record._replace(tags=dict(record.tags))
+        self._extend([record])
         return True
 
-    def add_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
-        """Append each record whose id is new here; return those appended, in order."""
-        ids = self._ids
-        batch_ids = set(map(_first, records))
-        if len(batch_ids) != len(records) or not ids.isdisjoint(batch_ids):
-            return [r for r in records if self.add(r)]  # some ids repeat: one by one
-        ids |= batch_ids
+    def _made_ids(self, record_id: str) -> set[str] | tuple[()]:
+        """The ids of meter-made records `record_id` could repeat (indexed on first need)."""
+        if not _may_be_made(record_id):
+            return ()
+        if self._made is None:
+            other = self._other
+            self._made = {i for i in self._ids() if i not in other}
+        return self._made
+
+    def _ids(self) -> Iterator[str]:
+        for chunk in self._chunks:
+            yield from chunk[0]
+        yield from map(_first, self._tail)
+
+    def _extend(self, records: list[tuple[Any, ...]]) -> None:
         tail = self._tail
         tail.extend(records)
+        self._count += len(records)
         if len(tail) >= _CHUNK:
             self._seal()
-        return records
 
     def _seal(self) -> None:
-        fields: list[Any] = list(_chain(self._tail))
-        # Tags become tuples of pairs: the garbage collector stops tracking a tuple that holds
-        # only strings, numbers, None and such tuples, so full collections skip sealed chunks.
-        fields[_TAGS::_WIDTH] = [tuple(t.items()) if t else None for t in fields[_TAGS::_WIDTH]]
-        self._chunks.append(tuple(fields))
+        columns: list[Any] = list(zip(*self._tail, strict=True))
+        if not any(columns[_TAGS]):
+            columns[_TAGS] = None  # no tags at all: the empty dicts can go
+        self._chunks.append(tuple(columns))
         self._tail = []
 
+    def is_new(self, record_id: str, *, made: bool = False) -> bool:
+        """Whether a record with `record_id` would be added (`made`: by `add_made`)."""
+        if made:
+            return record_id not in self._other_v7
+        return record_id not in self
+
     def __contains__(self, record_id: object) -> bool:
-        return record_id in self._ids
+        if not isinstance(record_id, str):
+            return False
+        return record_id in self._other or record_id in self._made_ids(record_id)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
 
     def __iter__(self) -> Iterator[UsageRecord]:
-        width = _WIDTH
         for chunk in self._chunks:
-            for start in range(0, len(chunk), width):
-                row = list(chunk[start : start + width])
-                row[_TAGS] = dict(row[_TAGS]) if row[_TAGS] else {}
-                yield _as_record(row)
-        yield from list(self._tail)
+            if chunk[_TAGS] is None:
+                chunk = (*chunk[:_TAGS], ({},) * len(chunk[0]), *chunk[_TAGS + 1 :])
+            for row in zip(*chunk, strict=True):
+                fields = list(row)
+                fields[_TAGS] = dict(fields[_TAGS])  # a copy: callers may change theirs
+                yield _as_record(fields)
+        for row in list(self._tail):
+            fields = list(row)
+            fields[_TAGS] = dict(fields[_TAGS])
+            yield _as_record(fields)
 
     def select(self, where: RecordFilter, limit: int | None = None) -> list[UsageRecord]:
         """Return the records `where` selects, oldest first, at most `limit`."""

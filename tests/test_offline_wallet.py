@@ -99,6 +99,54 @@ def test_duplicates_are_booked_once() -> None:
     assert len(wallet.records()) == 1
 
 
+def test_an_id_set_to_a_running_actions_id_is_booked_once() -> None:
+    wallet = fc.OfflineWallet()
+    meter = fc.Meter(wallet=wallet)
+    with meter.action("first") as first:
+        with meter.action("second") as second:
+            second.set_id(first.id)
+    assert [r.action for r in wallet.records()] == ["second"]
+    assert wallet.balance().used == 20
+
+
+def test_a_meter_made_id_seen_again_is_refused_across_chunks() -> None:
+    wallet = fc.OfflineWallet()
+    meter = fc.Meter(wallet=wallet)
+
+    @meter.metered_action
+    def act() -> None:
+        return None
+
+    for _ in range(1_000):
+        act()
+    first = wallet.records(limit=1)[0]
+    wallet.submit(first)
+    assert wallet.book(first) is False
+    with meter.action("again") as again:
+        again.set_id(first.id)
+    for _ in range(300):  # made after the log indexed the meter's ids
+        act()
+    with meter.action("late") as late:
+        late.set_id(wallet.records()[-1].id)
+    records = wallet.records()
+    assert len(records) == len({r.id for r in records}) == 1_300
+    assert wallet.balance().used == 1_300 * 20
+    assert first.id in [r.id for r in records]
+
+
+def test_records_with_derived_ids_are_booked_once_among_made_ones() -> None:
+    wallet = fc.OfflineWallet()
+    meter = fc.Meter(wallet=wallet)
+    for attempt in range(3):  # a workflow re-run twice after crashes
+        for step in range(200):
+            with meter.action("step") as act:
+                act.set_id(fc.derive_id("run-1", step))
+            with meter.action("log"):
+                pass
+        assert len(wallet.records(action="step")) == 200
+        assert len(wallet.records(action="log")) == 200 * (attempt + 1)
+
+
 def test_persists_across_restarts(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "wallet.db"
     wallet = fc.OfflineWallet(path=path, clock=clock)

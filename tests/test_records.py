@@ -23,6 +23,17 @@ def test_new_ids_are_uuid7_time_ordered_and_unique() -> None:
     assert abs(ms / 1000 - _dt.datetime.now(_dt.UTC).timestamp()) < 60
 
 
+def test_ids_stay_unique_and_ordered_past_a_block_of_4096_in_one_millisecond() -> None:
+    now_ns = 1_790_000_000_123_456_789
+    ids = [fc.new_id(now_ns) for _ in range(3 * 4096 + 5)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    for record_id in (ids[0], ids[4095], ids[4096], ids[-1]):
+        parsed = uuid.UUID(record_id)
+        assert (parsed.version, parsed.variant, len(record_id)) == (7, uuid.RFC_4122, 36)
+        assert int(record_id.replace("-", "")[:12], 16) == now_ns // 1_000_000
+
+
 def test_id_embeds_the_given_time() -> None:
     when = _dt.datetime(2026, 11, 27, 12, 0, tzinfo=_dt.UTC)
     record_id = fc.new_id(int(when.timestamp()) * 10**9)

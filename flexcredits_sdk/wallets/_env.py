@@ -63,6 +63,15 @@ class EnvWallet:
         """Hand the record to the chosen wallet."""
         self.resolve().submit(record, hold)
 
+    def submit_new(self, fields: tuple[Any, ...], hold: Any = None, /) -> None:
+        """Hand a record whose id its meter made (as a tuple of fields) to the chosen wallet."""
+        wallet = self.resolve()
+        submit_new = getattr(wallet, "submit_new", None)
+        if submit_new is not None:
+            submit_new(fields, hold)
+        else:
+            wallet.submit(UsageRecord._make(fields), hold)
+
     def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> Any:
         """Ask the chosen wallet."""
         return self.resolve().authorize(action, credits, tags)

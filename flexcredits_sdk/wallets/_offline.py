@@ -27,6 +27,7 @@ __all__ = ["OfflineWallet"]
 #: Queued records are booked once this many wait: records that die young cost the garbage
 #: collector least.
 _DRAIN_AT = 128
+_as_record = UsageRecord._make
 _credits = itemgetter(4)
 _start_ns = itemgetter(8)
 _duration_ns = itemgetter(9)
@@ -93,7 +94,7 @@ class OfflineWallet:
         self._clock = clock or time.time_ns
         self._alert_callbacks: list[AlertCallback] = []
         self._watch_callbacks: dict[str, AlertCallback] = {}
-        self._pending: deque[UsageRecord] = deque()
+        self._pending: deque[tuple[Any, ...]] = deque()  # fields of records to book
         self._store: SqliteStore | None = None
         if path is not None:
             self._store = SqliteStore(Path(path))
@@ -119,17 +120,26 @@ class OfflineWallet:
             return self._ledger.authorize(action, credits, tags, self._clock())
 
     def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
-        """Book one record (once per id); called by the meter when an action finishes.
+        """Book one record (once per id)."""
+        self.book(record, hold)
+
+    def submit_new(self, fields: tuple[Any, ...], hold: Any = None, /) -> None:
+        """Book one record whose id its meter made for it (its fields, in `UsageRecord` order);
+        called when an action finishes.
 
         When nothing can react to a booking (no file, no holds, budgets or low-balance
         watches), the record is only queued here, on the caller's thread, and booked by the
         next call that reads or changes the wallet: every answer still includes it.
         """
         if self._eager or hold is not None:
-            self.book(record, hold)
+            with self._lock:
+                self._drain()
+                fired = self._book(_as_record(fields), hold, made=True)[1]
+            if fired:
+                self._dispatch(fired)
         else:
             pending = self._pending
-            pending.append(record)
+            pending.append(fields)
             if len(pending) >= _DRAIN_AT:
                 with self._lock:
                     self._drain()
@@ -143,19 +153,25 @@ class OfflineWallet:
             self._dispatch(fired)
         return booked
 
-    def _book(self, record: UsageRecord, hold: Hold | None) -> tuple[bool, list[Alert]]:
-        if record.id in self._log:
+    def _book(
+        self, record: UsageRecord, hold: Hold | None, *, made: bool = False
+    ) -> tuple[bool, list[Alert]]:
+        log = self._log
+        if not log.is_new(record.id, made=made):
             if hold is not None:
                 self._ledger.release(hold)
             return False, []
         now = record.start_time_ns + record.duration_ns
         if self._store is not None:
             self._store.add_record(record, now)
-        self._log.add(record)
+        if made:
+            log.add_made([record])
+        else:
+            log.add(record)
         return True, self._ledger.book(record, now, hold)
 
     def _drain(self) -> None:
-        """Book the queued records; the caller holds the lock."""
+        """Book the queued records (their meters made their ids); the caller holds the lock."""
         pending = self._pending
         if not pending:
             return
@@ -164,10 +180,10 @@ class OfflineWallet:
         # A bound on the batch's latest end time, computed at C speed.
         last = max(map(_start_ns, batch)) + max(map(_duration_ns, batch))
         if last >= ledger.next_expiry:
-            for record in batch:  # a grant expires within the batch: book in time order
-                self._book(record, None)
+            for fields in batch:  # a grant expires within the batch: book in time order
+                self._book(_as_record(fields), None, made=True)
             return
-        added = self._log.add_many(batch)
+        added = self._log.add_made(batch)
         if added:
             ledger.book_credits(sum(map(_credits, added)), last)
 

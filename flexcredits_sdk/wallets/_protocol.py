@@ -21,6 +21,12 @@ class Sink(Protocol):
     ``submit`` runs on the caller's thread for every action, so it must be cheap and must not
     block on I/O. A sink that can refuse actions before they run also has a true
     ``needs_authorization`` attribute and an ``authorize`` method.
+
+    A sink may also have a ``submit_new(fields, hold=None, /)`` method. The meter then calls it
+    instead of ``submit`` for every record whose id it made itself (not one set with
+    `Action.set_id`), with the record's fields as a plain tuple in `UsageRecord` order
+    (``UsageRecord._make(fields)`` is the record): such an id is new by construction, so the
+    sink may skip its duplicate check, and the tuple is cheaper to make than the record.
     """
 
     needs_authorization: bool
