@@ -52,9 +52,9 @@ def datetime_to_ns(value: _dt.datetime) -> int:
 # 62 bits rand_b. Ids must be cheap to make on the caller's thread, so they are handed out in
 # *blocks* of 4,096 ("method 2" of RFC 9562, section 6.2, with the counter in rand_b): rand_a and
 # the top 14 bits of rand_b are drawn once per process, the next 36 bits number the block and the
-# last 12 bits count within it. A block belongs to one millisecond, whose time prefix is
-# formatted with the block's text once; an id is then that text plus one of 4,096 ready-made
-# suffixes. Block numbers start at a random point and never repeat within a millisecond, so ids
+# last 12 bits count within it. A block belongs to one millisecond: its text is formatted once,
+# and its ids are that text plus each of 4,096 ready-made suffixes, joined at C speed as they
+# are taken. Block numbers start at a random point and never repeat within a millisecond, so ids
 # are unique within a process and, unless 60-bit random draws collide, across processes. A
 # forked child draws again.
 
@@ -65,7 +65,7 @@ _SUFFIXES = tuple(f"{i:03x}" for i in range(4096))
 
 
 class _IdState:
-    __slots__ = ("block", "blocks", "middle", "ms")
+    __slots__ = ("blocks", "ids", "middle", "ms")
 
     def __init__(self) -> None:
         self.reseed()
@@ -76,16 +76,20 @@ class _IdState:
         self.middle = f"7{rand_a:03x}-{(0b10 << 14) | rand_b_high:04x}-"
         self.blocks = itertools.count(draw & ((1 << 34) - 1))
         self.ms = -1
-        #: The current block: the ids' text but the last three digits, and the suffixes left.
-        self.block: tuple[str, Iterator[str]] = ("", iter(()))
+        #: The ids left in the current block.
+        self.ids: Iterator[str] = iter(())
 
-    def new_block(self, ms: int) -> tuple[str, Iterator[str]]:
-        """Start a block for millisecond `ms` (a new millisecond, or the last block ran out)."""
+    def new_block(self, ms: int) -> None:
+        """Start a block for millisecond `ms`."""
         number = (1 << 35) | (next(self.blocks) & _MASK_35)  # always 9 hex digits
         h = f"{ms & _MASK_48:012x}"
-        self.block = block = (f"{h[:8]}-{h[8:]}-{self.middle}{number:09x}", iter(_SUFFIXES))
+        self.ids = map(f"{h[:8]}-{h[8:]}-{self.middle}{number:09x}".__add__, _SUFFIXES)
         self.ms = ms
-        return block
+
+    def refill(self, ms: int) -> str:
+        """Return the first id of a new block for `ms`: the current one ran out."""
+        self.new_block(ms)
+        return next(self.ids)
 
 
 _state = _IdState()
@@ -99,12 +103,9 @@ def make_id(now_ns: int) -> str:
     """Return the UUIDv7 string for an action starting at `now_ns` (hot path)."""
     state = _state
     ms = now_ns // 1_000_000
-    block = state.block if ms == state.ms else state.new_block(ms)
-    suffix = next(block[1], None)
-    if suffix is None:
-        block = state.new_block(ms)
-        suffix = next(block[1])
-    return block[0] + suffix
+    if ms != state.ms:
+        state.new_block(ms)
+    return next(state.ids, None) or state.refill(ms)
 
 
 def new_id(now_ns: int | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -517,6 +518,87 @@ def test_a_failing_observer_is_contained(meter: fc.Meter, wallet: fc.OfflineWall
     assert act() == 1
     assert len(wallet.records()) == 1
     assert meter.stats().metering_errors == 3
+
+
+def test_a_clock_failing_at_the_end_leaves_no_current_action_behind(
+    wallet: fc.OfflineWallet,
+) -> None:
+    calls = iter([1_000_000_000, None])
+
+    def clock() -> int:
+        value = next(calls, None)
+        if value is None:
+            raise RuntimeError("clock broke")
+        return value
+
+    meter = fc.Meter(wallet=wallet, clock=clock)
+
+    @meter.metered_action
+    def act() -> bool:
+        return fc.current_action() is not None
+
+    assert act() is True
+    assert fc.current_action() is None
+    assert meter.stats().metering_errors == 1
+
+
+_VARIANTS: dict[str, Any] = {
+    "plain": {},
+    "context tags": {"context": {"team": "a"}},
+    "decorator tags": {"tags": {"agent": "x"}},
+    "meter tags": {"meter_tags": {"region": "eu"}},
+    "handle tags": {"handle": {"topic": "returns"}},
+    "units": {"units": 3},
+    "set id": {"set_id": "run-7/step-2"},
+    "conversation": {"conversation": "case-1"},
+    "everything": {
+        "context": {"team": "a", "agent": "ctx"},
+        "tags": {"agent": "x"},
+        "meter_tags": {"region": "eu", "team": "m"},
+        "handle": {"topic": "t"},
+        "units": 2,
+        "conversation": "case-2",
+    },
+}
+
+
+@pytest.mark.parametrize("variant", list(_VARIANTS))
+def test_sync_functions_and_action_scopes_make_the_same_records(variant: str) -> None:
+    """A sync call takes an inlined path; an action scope the general one: same records."""
+    options = _VARIANTS[variant]
+    records = []
+    for how in ("decorated", "scope"):
+        wallet = fc.OfflineWallet()
+        meter = fc.Meter(wallet=wallet, tags=options.get("meter_tags"), environment="sandbox")
+
+        def body() -> None:
+            act = fc.current_action()
+            assert act is not None
+            if "handle" in options:
+                act.tag(**options["handle"])
+            if "units" in options:
+                act.units = options["units"]
+            if "set_id" in options:
+                act.set_id(options["set_id"])
+
+        conversation = options.get("conversation")
+        talk = fc.conversation(conversation) if conversation else contextlib.nullcontext()
+        with fc.tags(**options.get("context", {})), talk:
+            if how == "decorated":
+                meter.metered_action(name="step", tags=options.get("tags"))(body)()
+            else:
+                with meter.action("step", tags=options.get("tags")):
+                    body()
+        (record,) = wallet.records()
+        records.append(record._replace(start_time_ns=0, duration_ns=0))
+        if "set_id" not in options:
+            assert record.id != options.get("set_id")
+    decorated, scope = records
+    if "set_id" not in options:
+        decorated, scope = decorated._replace(id=""), scope._replace(id="")
+    assert decorated == scope
+    assert decorated.environment == "sandbox"
+    assert decorated.credits == 16 * options.get("units", 1)
 
 
 # --- configuration -----------------------------------------------------------------------------

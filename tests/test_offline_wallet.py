@@ -102,9 +102,8 @@ def test_duplicates_are_booked_once() -> None:
 def test_an_id_set_to_a_running_actions_id_is_booked_once() -> None:
     wallet = fc.OfflineWallet()
     meter = fc.Meter(wallet=wallet)
-    with meter.action("first") as first:
-        with meter.action("second") as second:
-            second.set_id(first.id)
+    with meter.action("first") as first, meter.action("second") as second:
+        second.set_id(first.id)
     assert [r.action for r in wallet.records()] == ["second"]
     assert wallet.balance().used == 20
 
