@@ -19,8 +19,11 @@ books an id once per tenant, whatever the retries; a batch also carries an ``Ide
 header (the batch id). A batch is validated whole before anything is booked: when any record is
 invalid the answer is 422 with an `IngestResponse` whose results name the rejected records and
 their reasons (``status="rejected"``) and mark the others ``"not_booked"``; nothing in the batch
-is booked, and the client resends the valid records. Errors other than per-record ones are an
-`ErrorResponse`.
+is booked, and the client resends the valid records. A client that sends
+``Prefer: return=minimal`` (RFC 7240) gets results only for the records the service did not
+settle (rejected or not booked); the others are counted in ``accepted`` and ``duplicates``, and
+the answer carries ``Preference-Applied: return=minimal``. Errors other than per-record ones are
+an `ErrorResponse`.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import socket
 import threading
@@ -137,6 +139,46 @@ def test_a_timeout_after_booking_comes_back_as_duplicates(make_wallet: Any) -> N
     ids = {batch_id for batch_id, _ in stub.batches}
     assert len(stub.batches) == 2
     assert len(ids) == 1  # the retry reused the batch's key
+
+
+@pytest.mark.parametrize(
+    ("answer", "sent", "duplicates", "resent"),
+    [
+        ({"results": [], "accepted": 7, "duplicates": 3, "rejected": 0}, 7, 3, 0),
+        ({"results": [], "accepted": 4, "duplicates": 0, "rejected": 0}, 0, 0, 10),  # short
+    ],
+)
+def test_minimal_answers_settle_the_unlisted_records_only_when_the_counts_add_up(
+    make_wallet: Any, answer: dict[str, Any], sent: int, duplicates: int, resent: int
+) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def ingest(request: httpx.Request) -> httpx.Response:
+        data = json.loads(
+            gzip.decompress(request.content)
+            if request.headers.get("content-encoding") == "gzip"
+            else request.content
+        )
+        bodies.append(data)
+        if len(bodies) > 1:  # the records sent again are accepted
+            n = len(data["records"])
+            answer_now = {"results": [], "accepted": n, "duplicates": 0, "rejected": 0}
+        else:
+            answer_now = answer
+        assert request.headers["Prefer"] == "return=minimal"
+        return httpx.Response(
+            200, json=answer_now, headers={"Preference-Applied": "return=minimal"}
+        )
+
+    with respx.mock(assert_all_called=True) as router:
+        router.post("https://wallet.test/v1/records").mock(side_effect=ingest)
+        wallet = make_wallet("https://wallet.test", client=httpx.Client())
+        _submit(wallet, 10)
+        assert wallet.flush(timeout=10)
+    stats = wallet.stats()
+    assert (stats["sent"], stats["duplicates"]) == (sent + resent, duplicates)
+    assert [len(body["records"]) for body in bodies] == ([10, resent] if resent else [10])
+    assert stats["in_outbox"] == stats["queued"] == 0
 
 
 def test_422_dead_letters_just_the_invalid_records(server: StubServer, make_wallet: Any) -> None:

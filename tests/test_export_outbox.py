@@ -41,6 +41,7 @@ def test_encode_is_the_wire_form_of_the_record(record: UsageRecord) -> None:
     text = encode(record)
     assert "\n" not in text
     assert UsageRecordModel.parse(json.loads(text)) == record
+    assert encode(tuple(record)) == text  # the meter hands exporters plain tuples
 
 
 def test_chunks_respect_both_limits() -> None:

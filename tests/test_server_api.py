@@ -75,6 +75,33 @@ def test_ingestion_books_each_id_once(server: ServerProcess) -> None:
     assert client.get("/v1/balance").json()["used"] == 51 * 20
 
 
+def test_prefer_return_minimal_lists_only_what_was_not_settled(server: ServerProcess) -> None:
+    _, client = tenant(server)
+    batch = [record() for _ in range(20)]
+    minimal = {"Prefer": "respond-async, return=minimal"}
+    body = {"records": [r.to_dict() for r in batch]}
+    first = client.post("/v1/records", json=body, headers=minimal)
+    assert first.headers["Preference-Applied"] == "return=minimal"
+    assert first.json() == {"results": [], "accepted": 20, "duplicates": 0, "rejected": 0}
+    again = client.post("/v1/records", json={"records": body["records"][:5]}, headers=minimal)
+    assert (again.json()["results"], again.json()["duplicates"]) == ([], 5)
+    bad = record().to_dict()
+    bad["units"] = 0
+    refused = client.post(
+        "/v1/records", json={"records": [bad, *body["records"][:2]]}, headers=minimal
+    )
+    assert refused.status_code == 422
+    assert [r["status"] for r in refused.json()["results"]] == [
+        "rejected",
+        "not_booked",
+        "not_booked",
+    ]
+    full = post(client, batch[:3])
+    assert "Preference-Applied" not in full.headers
+    assert [r["status"] for r in full.json()["results"]] == ["duplicate"] * 3
+    assert client.get("/v1/balance").json()["used"] == 20 * 20
+
+
 def test_invalid_records_are_named_and_nothing_is_booked(server: ServerProcess) -> None:
     _, client = tenant(server)
     good, bad = record(), record().to_dict()

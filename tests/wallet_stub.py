@@ -154,7 +154,8 @@ class StubWallet:
             if headers.get("content-encoding") == "gzip":
                 body = gzip.decompress(body)
             self.headers_seen.append(dict(headers))
-            return self._ingest(body, headers.get("idempotency-key"))
+            minimal = "return=minimal" in headers.get("prefer", "")
+            return self._ingest(body, headers.get("idempotency-key"), minimal)
         if (method, path) == ("GET", "/v1/balance"):
             return 200, dict(_JSON), wallet.balance().model_dump_json().encode()
         if (method, path) == ("GET", "/v1/grants"):
@@ -187,7 +188,7 @@ class StubWallet:
             return 200, dict(_JSON), listed.model_dump_json().encode()
         return _error(404, "not_found", f"no route {method} {path}")
 
-    def _ingest(self, body: bytes, batch_id: str | None) -> Answer:
+    def _ingest(self, body: bytes, batch_id: str | None, minimal: bool = False) -> Answer:
         try:
             records = [
                 model.to_record() for model in IngestRequest.model_validate_json(body).records
@@ -229,17 +230,27 @@ class StubWallet:
             f'{{"results":[{listed_results}],"accepted":{accepted},'
             f'"duplicates":{len(records) - accepted},"rejected":0}}'
         )
-        return 200, dict(_JSON), text.encode()
+        return _minimal(text.encode()) if minimal else (200, dict(_JSON), text.encode())
+
+
+def _minimal(answer: bytes) -> Answer:
+    """The ``Prefer: return=minimal`` form of an answer: only the unsettled records listed."""
+    data = json.loads(answer)
+    data["results"] = [r for r in data["results"] if r["status"] not in ("accepted", "duplicate")]
+    headers = {**_JSON, "Preference-Applied": "return=minimal"}
+    return 200, headers, json.dumps(data).encode()
 
 
 class AcceptAll(StubWallet):
     """A stub that acknowledges every record without validating or booking it (benchmarks)."""
 
-    def _ingest(self, body: bytes, batch_id: str | None) -> Answer:
+    def _ingest(self, body: bytes, batch_id: str | None, minimal: bool = False) -> Answer:
         ids = [item["id"] for item in json.loads(body)["records"]]
-        results = ",".join(f'{{"id":{_quote(i)},"status":"accepted"}}' for i in ids)
+        listed = [] if minimal else ids
+        results = ",".join(f'{{"id":{_quote(i)},"status":"accepted"}}' for i in listed)
         answer = f'{{"results":[{results}],"accepted":{len(ids)},"duplicates":0,"rejected":0}}'
-        return 200, dict(_JSON), answer.encode()
+        headers = {**_JSON, "Preference-Applied": "return=minimal"} if minimal else dict(_JSON)
+        return 200, headers, answer.encode()
 
 
 class _Handler(BaseHTTPRequestHandler):

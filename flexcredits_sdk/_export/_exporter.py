@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._records import UsageRecord
 from ._outbox import DeadLetter, OutboxUnavailable, encode
 from ._outboxes import Outboxes
 from ._sender import Sender, Status
@@ -85,7 +84,7 @@ class Exporter:
     def _setup(self) -> None:
         self._pid = os.getpid()
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._queue: deque[UsageRecord] = deque()
+        self._queue: deque[tuple[Any, ...]] = deque()  # records, or tuples of their fields
         self._status = Status()
         self._commit_lock = threading.Lock()
         self._wake = threading.Event()
@@ -148,8 +147,9 @@ class Exporter:
 
     # --- the caller's side --------------------------------------------------------------------
 
-    def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
-        """Queue one record: O(1), no I/O (unless ``durability="sync"``)."""
+    def submit(self, record: tuple[Any, ...], hold: Any = None, /) -> None:
+        """Queue one record (a `UsageRecord` or a plain tuple of its fields): O(1), no I/O
+        (unless ``durability="sync"``)."""
         if self._sync:
             self._submit_sync(record)
             return
@@ -194,13 +194,13 @@ class Exporter:
             self._drop_logged_at = now
             logger.warning("flexcredits delivery: %s", self._status.last_error)
 
-    def _submit_sync(self, record: UsageRecord) -> None:
+    def _submit_sync(self, record: tuple[Any, ...]) -> None:
         self._check_pid()
         boxes = self._boxes
         disk = boxes.disk
         if disk is not None and not self._stopping and boxes.room() > 0:
             try:
-                disk.add([(record.id, encode(record))])
+                disk.add([(record[0], encode(record))])
             except OutboxUnavailable as exc:
                 boxes.failed(exc)
             else:
@@ -353,7 +353,7 @@ class Exporter:
                     take = min(take, boxes.room())
                 if take <= 0:
                     break
-                boxes.add([(record.id, encode(record)) for record in map(_popleft, [queue] * take)])
+                boxes.add([(record[0], encode(record)) for record in map(_popleft, [queue] * take)])
             if boxes.disk is None:
                 self._limit = max(0, self._max_queue - boxes.memory.count())
                 self._wake_at = max(1, min(self._batch, self._limit))

@@ -95,6 +95,16 @@ def openapi() -> dict[str, Any]:
                 "required": False,
                 "schema": {"type": "string", "enum": ["gzip", "identity"]},
             },
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": (
+                    "`return=minimal` (RFC 7240): list only the records not settled; the answer "
+                    "then carries `Preference-Applied: return=minimal`."
+                ),
+            },
         ],
         "requestBody": {
             "required": True,

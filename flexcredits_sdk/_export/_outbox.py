@@ -17,8 +17,6 @@ from json.encoder import encode_basestring as _s
 from pathlib import Path
 from typing import Any, Protocol
 
-from .._records import UsageRecord
-
 __all__ = [
     "Chunk",
     "DeadLetter",
@@ -41,50 +39,56 @@ _HEADS: dict[tuple[Any, ...], str] = {}
 _MAX_HEADS = 4096
 
 
-def _head(record: UsageRecord, key: tuple[Any, ...]) -> str:
-    credits = record.credits
+def _head(key: tuple[Any, ...]) -> str:
+    action, action_type, units, credits, _, environment, outcome = key
     head = (
-        f'"action":{_s(record.action)},"action_type":{_s(record.action_type)},'
-        f'"units":{int(record.units)},'
+        f'"action":{_s(action)},"action_type":{_s(action_type)},"units":{int(units)},'
         f'"credits":{credits if type(credits) is int else _s(str(credits))},'
-        f'"environment":{_s(record.environment)},"outcome":{_s(record.outcome)},'
+        f'"environment":{_s(environment)},"outcome":{_s(outcome)},'
     )
     if len(_HEADS) < _MAX_HEADS:
         _HEADS[key] = head
     return head
 
 
-def encode(record: UsageRecord) -> str:
-    """Return a record as the JSON object the wire protocol carries (``UsageRecordModel``).
+def encode(record: tuple[Any, ...]) -> str:
+    """Return a record (a `UsageRecord` or a plain tuple of its fields) as the JSON object the
+    wire protocol carries (``UsageRecordModel``).
 
     The text never contains a raw newline (JSON escapes them inside strings), so records are
     stored newline-separated.
     """
-    credits = record.credits
-    key = (
-        record.action,
-        record.action_type,
-        record.units,
+    (
+        record_id,
+        action,
+        action_type,
+        units,
         credits,
-        type(credits),
-        record.environment,
-        record.outcome,
-    )
-    head = _HEADS.get(key) or _head(record, key)
-    tags = record.tags
+        environment,
+        tags,
+        conversation_id,
+        start_time_ns,
+        duration_ns,
+        outcome,
+        error_type,
+        trace_id,
+        span_id,
+    ) = record
+    key = (action, action_type, units, credits, type(credits), environment, outcome)
+    head = _HEADS.get(key) or _head(key)
     text = ",".join([f"{_s(k)}:{_s(v)}" for k, v in tags.items()]) if tags else ""
     out = (
-        f'{{"id":{_s(record.id)},{head}"tags":{{{text}}},'
-        f'"start_time_ns":{int(record.start_time_ns)},"duration_ns":{int(record.duration_ns)}'
+        f'{{"id":{_s(record_id)},{head}"tags":{{{text}}},'
+        f'"start_time_ns":{int(start_time_ns)},"duration_ns":{int(duration_ns)}'
     )
-    if record.conversation_id is not None:
-        out += f',"conversation_id":{_s(record.conversation_id)}'
-    if record.error_type is not None:
-        out += f',"error_type":{_s(record.error_type)}'
-    if record.trace_id is not None:
-        out += f',"trace_id":{_s(record.trace_id)}'
-    if record.span_id is not None:
-        out += f',"span_id":{_s(record.span_id)}'
+    if conversation_id is not None:
+        out += f',"conversation_id":{_s(conversation_id)}'
+    if error_type is not None:
+        out += f',"error_type":{_s(error_type)}'
+    if trace_id is not None:
+        out += f',"trace_id":{_s(trace_id)}'
+    if span_id is not None:
+        out += f',"span_id":{_s(span_id)}'
     return out + "}"
 
 

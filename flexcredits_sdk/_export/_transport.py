@@ -211,6 +211,7 @@ class Transport:
             **self._headers,
             "Content-Type": "application/json",
             "Idempotency-Key": batch_id or uuid.uuid4().hex,
+            "Prefer": "return=minimal",  # results only for records not settled
         }
         if len(body) >= self._gzip_min:
             body = gzip.compress(body, compresslevel=1, mtime=0)
@@ -242,7 +243,49 @@ class Transport:
             answer = IngestResponse.model_validate_json(response.content)
         except ValidationError:
             raise DeliveryRetry(f"wallet service answered {status} with a malformed body") from None
+        if "return=minimal" in response.headers.get("Preference-Applied", ""):
+            return _minimal_outcome(ids, answer)
         return _outcome(ids, answer.results)
+
+
+def _minimal_outcome(ids: Sequence[str], answer: IngestResponse) -> IngestOutcome:
+    """Classify an answer that lists only the records it did not settle (``return=minimal``).
+
+    The records it does not list were settled (accepted or duplicates, as counted), provided
+    the counts add up; if they do not, those records are sent again, which is always safe.
+    """
+    wanted = set(ids)
+    listed = {result.id: result for result in answer.results if result.id in wanted}
+    outcome = _tally(IngestOutcome(), list(listed), list(listed.values()), count=False)
+    unlisted = wanted - listed.keys()
+    if answer.accepted + answer.duplicates + len(answer.results) == len(ids):
+        outcome.done |= unlisted
+        outcome.accepted, outcome.duplicates = answer.accepted, answer.duplicates
+    else:
+        outcome.resend |= unlisted
+    return outcome
+
+
+def _tally(
+    outcome: IngestOutcome,
+    ids: Sequence[str],
+    found: Sequence[RecordResult | None],
+    *,
+    count: bool = True,
+) -> IngestOutcome:
+    """Add each record's result to `outcome` (a missing result: send the record again)."""
+    for record_id, result in zip(ids, found, strict=True):
+        if result is None or result.status == "not_booked":
+            outcome.resend.add(record_id)
+        elif result.status == "rejected":
+            outcome.rejected[record_id] = result.reason or "rejected"
+        else:
+            outcome.done.add(record_id)
+            if count and result.status == "accepted":
+                outcome.accepted += 1
+            elif count:
+                outcome.duplicates += 1
+    return outcome
 
 
 def _outcome(ids: Sequence[str], results: list[RecordResult]) -> IngestOutcome:
@@ -258,16 +301,4 @@ def _outcome(ids: Sequence[str], results: list[RecordResult]) -> IngestOutcome:
     else:
         by_id = {result.id: result for result in results}
         found = [by_id.get(record_id) for record_id in ids]
-    outcome = IngestOutcome()
-    for record_id, result in zip(ids, found, strict=True):
-        if result is None or result.status == "not_booked":
-            outcome.resend.add(record_id)
-        elif result.status == "rejected":
-            outcome.rejected[record_id] = result.reason or "rejected"
-        else:
-            outcome.done.add(record_id)
-            if result.status == "accepted":
-                outcome.accepted += 1
-            else:
-                outcome.duplicates += 1
-    return outcome
+    return _tally(IngestOutcome(), ids, found)

@@ -87,7 +87,22 @@ async def post_records(request: Request, tenant: TenantDep) -> Response:
     """Book a batch of usage records, each id once per tenant."""
     body = await read_body(request, request.app.state.settings.max_body_bytes)
     status, answer = await run_in_threadpool(ingest_batch, _store(request), tenant, body)
-    return Response(json.dumps(answer), status_code=status, media_type="application/json")
+    headers = {"Vary": "Prefer"}
+    if _prefers_minimal(request.headers.get("prefer")):
+        settled = ("accepted", "duplicate")
+        answer["results"] = [r for r in answer["results"] if r["status"] not in settled]
+        headers["Preference-Applied"] = "return=minimal"
+    return Response(
+        json.dumps(answer), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _prefers_minimal(prefer: str | None) -> bool:
+    """Whether a ``Prefer`` header (RFC 7240) asks for ``return=minimal``."""
+    if not prefer:
+        return False
+    tokens = (part.split(";", 1)[0].strip().lower() for part in prefer.split(","))
+    return any(token.replace(" ", "") in ("return=minimal", 'return="minimal"') for token in tokens)
 
 
 @router.get("/balance", responses=_ERRORS)

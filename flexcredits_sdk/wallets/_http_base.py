@@ -120,6 +120,10 @@ class HttpWalletBase:
         """Queue one record for delivery (O(1), no I/O on the caller's thread)."""
         self._exporter.submit(record)
 
+    def submit_new(self, fields: tuple[Any, ...], hold: Any = None, /) -> None:
+        """Queue one record, as a tuple of its fields, for delivery; see `Sink`."""
+        self._exporter.submit(fields)
+
     def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> None:
         """Never refuses: a wallet service books actions after they ran."""
         return None
