@@ -303,7 +303,7 @@ def test_a_full_disk_moves_records_to_memory(
 ) -> None:
     wallet = make_wallet(server.url)
 
-    def full(self: SqliteOutbox, rows: Any) -> None:
+    def full(self: SqliteOutbox, ids: Any, bodies: Any) -> None:
         raise fc._export._outbox.OutboxUnavailable("database or disk is full")
 
     monkeypatch.setattr(SqliteOutbox, "add", full)
@@ -323,7 +323,7 @@ def test_records_on_a_disk_that_fills_up_are_still_sent(
     wallet._exporter._commit()  # what the committing thread does every 200 ms
     assert wallet.stats()["in_outbox"] == 10
 
-    def full(self: SqliteOutbox, rows: Any) -> None:
+    def full(self: SqliteOutbox, ids: Any, bodies: Any) -> None:
         raise fc._export._outbox.OutboxUnavailable("database or disk is full")
 
     monkeypatch.setattr(SqliteOutbox, "add", full)

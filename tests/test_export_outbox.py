@@ -45,9 +45,9 @@ def test_encode_is_the_wire_form_of_the_record(record: UsageRecord) -> None:
 
 
 def test_chunks_respect_both_limits() -> None:
-    rows = [(str(i), "x" * 10) for i in range(25)]
-    assert [len(ids) for ids, _ in chunked(rows, 10, 10_000)] == [10, 10, 5]
-    assert [len(ids) for ids, _ in chunked(rows, 100, 55)] == [5, 5, 5, 5, 5]
+    ids, bodies = [str(i) for i in range(25)], ["x" * 10] * 25
+    assert [len(part) for part, _ in chunked(ids, bodies, 10, 10_000)] == [10, 10, 5]
+    assert [len(part) for part, _ in chunked(ids, bodies, 100, 55)] == [5, 5, 5, 5, 5]
 
 
 def test_default_outbox_dir_is_a_per_user_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,8 +55,9 @@ def test_default_outbox_dir_is_a_per_user_cache(monkeypatch: pytest.MonkeyPatch)
     assert default_outbox_dir() == Path("/somewhere/cache/flexcredits/outbox")
 
 
-def _rows(n: int, start: int = 0) -> list[tuple[str, str]]:
-    return [(f"id-{i}", json.dumps({"id": f"id-{i}"})) for i in range(start, start + n)]
+def _rows(n: int, start: int = 0) -> tuple[list[str], list[str]]:
+    ids = [f"id-{i}" for i in range(start, start + n)]
+    return ids, [json.dumps({"id": record_id}) for record_id in ids]
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -67,7 +68,7 @@ def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> MemoryOutbox | Sql
 
 
 def test_claim_ack_shrink_and_release(outbox: MemoryOutbox | SqliteOutbox) -> None:
-    outbox.add(_rows(25))
+    outbox.add(*_rows(25))
     assert outbox.count() == 25
     first = outbox.claim(20, 10**6, outbox.last_seq())
     assert [len(chunk.ids) for chunk in first] == [10, 10]
@@ -86,9 +87,9 @@ def test_claim_ack_shrink_and_release(outbox: MemoryOutbox | SqliteOutbox) -> No
 
 
 def test_claims_stop_at_upto(outbox: MemoryOutbox | SqliteOutbox) -> None:
-    outbox.add(_rows(10))
+    outbox.add(*_rows(10))
     upto = outbox.last_seq()
-    outbox.add(_rows(10, 10))
+    outbox.add(*_rows(10, 10))
     claimed = outbox.claim(100, 10**6, upto)
     assert [chunk.ids[0] for chunk in claimed] == ["id-0"]
 
@@ -103,13 +104,13 @@ def test_two_processes_never_claim_the_same_chunk(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite3"
     one = SqliteOutbox(path, owner="one", max_records=10)
     two = SqliteOutbox(path, owner="two", max_records=10)
-    one.add(_rows(30))
+    one.add(*_rows(30))
     two.refresh()
     a = one.claim(10, 10**6, 10**9)
     b = two.claim(10, 10**6, 10**9)
     c = one.claim(10, 10**6, 10**9)
     seen = [record_id for part in (a, b, c) for chunk in part for record_id in chunk.ids]
-    assert sorted(seen) == sorted(record_id for record_id, _ in _rows(30))
+    assert sorted(seen) == sorted(_rows(30)[0])
     assert two.claim(10, 10**6, 10**9) == []
 
 
@@ -118,7 +119,7 @@ def test_a_dead_process_claim_expires(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite3"
     dead = SqliteOutbox(path, owner="dead", lease=30, clock=lambda: now[0])
     alive = SqliteOutbox(path, owner="alive", lease=30, clock=lambda: now[0])
-    dead.add(_rows(5))
+    dead.add(*_rows(5))
     assert dead.claim(10, 10**6, 10**9)
     assert alive.claim(10, 10**6, 10**9) == []
     now[0] += 31
@@ -128,7 +129,7 @@ def test_a_dead_process_claim_expires(tmp_path: Path) -> None:
 def test_records_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     first = SqliteOutbox(path, owner="a")
-    first.add(_rows(7))
+    first.add(*_rows(7))
     first.close()
     second = SqliteOutbox(path, owner="b")
     assert second.count() == 7
@@ -141,7 +142,7 @@ def test_a_corrupt_file_is_quarantined(tmp_path: Path) -> None:
     outbox, moved = open_outbox(path, owner="a")
     assert moved is not None
     assert moved.read_bytes().startswith(b"this is not")
-    outbox.add(_rows(1))
+    outbox.add(*_rows(1))
     assert outbox.count() == 1
 
 

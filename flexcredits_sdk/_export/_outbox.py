@@ -143,32 +143,34 @@ class OutboxUnavailable(OSError):
 
 
 def chunked(
-    rows: list[tuple[str, str]], max_records: int, max_bytes: int
+    ids: list[str], bodies: list[str], max_records: int, max_bytes: int
 ) -> Iterator[tuple[list[str], list[str]]]:
-    """Split ``(id, json)`` rows into chunks within both limits."""
-    for start in range(0, len(rows), max_records):
-        part = rows[start : start + max_records]
-        ids = [row[0] for row in part]
-        bodies = [row[1] for row in part]
-        if body_size(bodies) <= max_bytes:
-            yield ids, bodies
+    """Split records (their ids, and their JSON texts in the same order) into chunks within
+    both limits."""
+    for start in range(0, len(ids), max_records):
+        part_ids = ids[start : start + max_records]
+        part_bodies = bodies[start : start + max_records]
+        if body_size(part_bodies) <= max_bytes:
+            yield part_ids, part_bodies
         else:
-            yield from _by_bytes(part, max_bytes)
+            yield from _by_bytes(part_ids, part_bodies, max_bytes)
 
 
-def _by_bytes(rows: list[tuple[str, str]], max_bytes: int) -> Iterator[tuple[list[str], list[str]]]:
-    ids: list[str] = []
-    bodies: list[str] = []
+def _by_bytes(
+    ids: list[str], bodies: list[str], max_bytes: int
+) -> Iterator[tuple[list[str], list[str]]]:
+    chunk_ids: list[str] = []
+    chunk_bodies: list[str] = []
     size = 0
-    for record_id, body in rows:
-        if ids and size + len(body) + 1 > max_bytes:
-            yield ids, bodies
-            ids, bodies, size = [], [], 0
-        ids.append(record_id)
-        bodies.append(body)
+    for record_id, body in zip(ids, bodies, strict=True):
+        if chunk_ids and size + len(body) + 1 > max_bytes:
+            yield chunk_ids, chunk_bodies
+            chunk_ids, chunk_bodies, size = [], [], 0
+        chunk_ids.append(record_id)
+        chunk_bodies.append(body)
         size += len(body) + 1
-    if ids:
-        yield ids, bodies
+    if chunk_ids:
+        yield chunk_ids, chunk_bodies
 
 
 def batch_fit(chunks: list[tuple[int, int, int]], max_records: int, max_bytes: int) -> list[int]:
@@ -189,8 +191,8 @@ class Outbox(Protocol):
 
     durable: bool
 
-    def add(self, rows: list[tuple[str, str]]) -> None:
-        """Append ``(id, json)`` rows in one commit."""
+    def add(self, ids: list[str], bodies: list[str]) -> None:
+        """Append records (their ids, and their JSON texts in the same order) in one commit."""
 
     def claim(self, max_records: int, max_bytes: int, upto: int) -> list[Chunk]:
         """Lease unleased chunks with ``seq <= upto``, oldest first, that fit one batch."""
@@ -246,12 +248,12 @@ class MemoryOutbox:
         self._count = 0
         self._limits = max_records, max_bytes
 
-    def add(self, rows: list[tuple[str, str]]) -> None:
+    def add(self, ids: list[str], bodies: list[str]) -> None:
         with self._lock:
-            for ids, bodies in chunked(rows, *self._limits):
+            for chunk_ids, chunk_bodies in chunked(ids, bodies, *self._limits):
                 self._seq += 1
-                self._chunks[self._seq] = Chunk(self._seq, ids, bodies)
-            self._count += len(rows)
+                self._chunks[self._seq] = Chunk(self._seq, chunk_ids, chunk_bodies)
+            self._count += len(ids)
 
     def claim(self, max_records: int, max_bytes: int, upto: int) -> list[Chunk]:
         with self._lock:

@@ -73,16 +73,17 @@ class Outboxes:
         )
         logger.error("flexcredits outbox unavailable: %s", self._status.last_error)
 
-    def add(self, rows: list[tuple[str, str]]) -> None:
-        """Commit rows to the disk, or to memory when there is no usable disk."""
+    def add(self, ids: list[str], bodies: list[str]) -> None:
+        """Commit records (ids, and JSON texts in the same order) to the disk, or to memory
+        when there is no usable disk."""
         disk = self.disk
         if disk is not None:
             try:
-                disk.add(rows)
+                disk.add(ids, bodies)
                 return
             except OutboxUnavailable as exc:
                 self.failed(exc)
-        self.memory.add(rows)
+        self.memory.add(ids, bodies)
 
     def room(self) -> int:
         """How many more records may be committed before the cap."""

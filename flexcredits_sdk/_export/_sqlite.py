@@ -128,10 +128,15 @@ class SqliteOutbox:
     def __repr__(self) -> str:
         return f"SqliteOutbox({str(self.path)!r})"
 
-    def add(self, rows: list[tuple[str, str]]) -> None:
+    def add(self, ids: list[str], bodies: list[str]) -> None:
         values = [
-            (json.dumps(ids), "\n".join(bodies), len(ids), body_size(bodies))
-            for ids, bodies in chunked(rows, *self._limits)
+            (
+                json.dumps(chunk_ids),
+                "\n".join(chunk_bodies),
+                len(chunk_ids),
+                body_size(chunk_bodies),
+            )
+            for chunk_ids, chunk_bodies in chunked(ids, bodies, *self._limits)
         ]
         with self._lock:
             conn = self._conn
@@ -147,7 +152,7 @@ class SqliteOutbox:
                     conn.execute("ROLLBACK")
                 raise OutboxUnavailable(f"cannot write outbox {str(self.path)!r}: {exc}") from None
             self._seq = max(self._seq, seq)
-            self._count += len(rows)
+            self._count += len(ids)
 
     def claim(self, max_records: int, max_bytes: int, upto: int) -> list[Chunk]:
         now = self._clock()
