@@ -109,6 +109,39 @@ def test_a_full_outbox_applies_the_policy(tmp_path: Path) -> None:
     assert (stats["in_outbox"], stats["queued"], stats["dropped"]) == (20, 5, 5)
 
 
+def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
+    tmp_path: Path,
+) -> None:
+    exporter = _exporter(
+        tmp_path,
+        outbox_path=tmp_path / "o.sqlite3",
+        max_queue=400,
+        max_outbox=200,
+        overflow="drop_newest",
+    )
+    records = [tuple(_record()) for _ in range(300)]  # the meter hands over plain tuples
+    for record in records:
+        exporter.submit(record)
+    assert exporter._in_blocks == 256  # two blocks of columns, 44 records as they came
+    assert exporter.stats()["queued"] == 300
+    exporter._commit()  # room for 200: a block, and part of the next
+    assert (exporter.stats()["in_outbox"], exporter.stats()["queued"]) == (200, 100)
+    later = [tuple(_record()) for _ in range(150)]
+    for record in later:
+        exporter.submit(record)
+    for _ in range(100):  # the plain queue's 66 newest, then 34 from the newest block
+        assert exporter._drop_newest()
+    assert exporter.stats()["queued"] == 150
+    outbox = exporter.outbox
+    assert outbox is not None
+    first = outbox.claim(10_000, 10**9, 10**9)
+    assert [i for chunk in first for i in chunk.ids] == [r[0] for r in records[:200]]
+    outbox.ack(first)
+    exporter._commit(everything=True)
+    kept = [i for chunk in outbox.claim(10_000, 10**9, 10**9) for i in chunk.ids]
+    assert kept == [r[0] for r in records[200:] + later[:50]]
+
+
 def test_sync_durability_is_on_disk_when_submit_returns(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     exporter = _exporter(tmp_path, outbox_path=path, durability="sync")
