@@ -126,7 +126,7 @@ def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
     assert exporter.stats()["queued"] == 300
     exporter._commit()  # room for 200: a block, and part of the next
     assert (exporter.stats()["in_outbox"], exporter.stats()["queued"]) == (200, 100)
-    later = [tuple(_record()) for _ in range(150)]
+    later = [tuple(_record()._replace(tags={"team": str(i)})) for i in range(150)]
     for record in later:
         exporter.submit(record)
     for _ in range(100):  # the plain queue's 66 newest, then 34 from the newest block
@@ -138,8 +138,11 @@ def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
     assert [i for chunk in first for i in chunk.ids] == [r[0] for r in records[:200]]
     outbox.ack(first)
     exporter._commit(everything=True)
-    kept = [i for chunk in outbox.claim(10_000, 10**9, 10**9) for i in chunk.ids]
+    chunks = outbox.claim(10_000, 10**9, 10**9)
+    kept = [i for chunk in chunks for i in chunk.ids]
     assert kept == [r[0] for r in records[200:] + later[:50]]
+    tags = [json.loads(body)["tags"] for chunk in chunks for body in chunk.bodies]
+    assert tags == [{}] * 100 + [{"team": str(i)} for i in range(50)]
 
 
 def test_sync_durability_is_on_disk_when_submit_returns(tmp_path: Path) -> None:
