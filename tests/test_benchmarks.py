@@ -1,0 +1,46 @@
+"""The benchmarks run, with tiny figures, and print every line they promise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_overhead_prints_a_ratio_per_kind_and_sink() -> None:
+    out = _run("overhead.py", "--calls", "300", "--rounds", "1", "--passes", "2")
+    rows = [line.split() for line in out.splitlines() if line.startswith(("sync", "async", "gen"))]
+    assert {(row[0], row[1]) for row in rows} == {
+        (kind, sink) for kind in ("sync", "async", "generator") for sink in ("offline", "exporter")
+    }
+    assert all(float(row[-1]) > 0 for row in rows)
+
+
+def test_delivery_prints_overhead_work_throughput_and_memory() -> None:
+    out = _run(
+        "delivery.py",
+        *("--calls", "300", "--rounds", "1", "--passes", "1"),
+        *("--records", "4000", "--queued", "5000", "--max-queue", "1000"),
+    )
+    assert "caller-thread CPU per call" in out
+    assert "delivery work: 2,000 records (delivered=True)" in out
+    assert "throughput: 4,000 records from 4 threads" in out
+    assert "booked by the wallet: 4,000" in out
+    memory = next(line for line in out.splitlines() if line.startswith("memory:"))
+    assert memory.endswith("dropped 0")
+    assert "on disk 5,000" in memory
