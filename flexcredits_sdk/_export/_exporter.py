@@ -101,6 +101,8 @@ class Exporter:
         self._user_sleep = sleep
         self._clock = clock or time.monotonic
         self._started = start
+        if self._sync:  # every record goes to disk before `submit` returns
+            self.submit = self._submit_sync  # type: ignore[method-assign]
         self._setup()
         _EXPORTERS.add(self)
 
@@ -130,6 +132,7 @@ class Exporter:
         )
         self._limit = self._max_queue
         self._wake_at = min(self._batch, self._limit)
+        self._plan_check()
         self._thread: threading.Thread | None = None
         self._helpers: list[threading.Thread] = []
         self._send_wake = threading.Event()
@@ -176,18 +179,34 @@ class Exporter:
     # --- the caller's side --------------------------------------------------------------------
 
     def submit(self, record: tuple[Any, ...], hold: Any = None, /) -> None:
-        """Queue one record (a `UsageRecord` or a plain tuple of its fields): O(1), no I/O
-        (unless ``durability="sync"``)."""
-        if self._sync:
-            self._submit_sync(record)
-            return
+        """Queue one record (a `UsageRecord` or a plain tuple of its fields): O(1), no I/O.
+
+        With ``durability="sync"``, this is `_submit_sync` instead (see `__init__`).
+        """
         queue = self._queue
         queue.append(record)
-        if len(queue) >= _BLOCK:
+        if len(queue) >= self._check_at:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Do what is due once the queue is this long: seal a block, wake the committing
+        thread, apply the overflow policy; then say when to look again."""
+        if len(self._queue) >= _BLOCK:
             self._seal()
-        waiting = len(queue) + self._in_blocks
-        if waiting == self._wake_at or waiting > self._limit:
+        waiting = self._waiting()
+        if waiting >= self._wake_at and not self._wake.is_set():
+            self._wake.set()
+        if waiting > self._limit:
             self._queue_full()
+        self._plan_check()
+
+    def _plan_check(self) -> None:
+        """Set the queue length at which `submit` calls `_checkpoint` next."""
+        queued, in_blocks = len(self._queue), self._in_blocks
+        due = [_BLOCK, self._limit + 1 - in_blocks]
+        if self._wake_at - in_blocks > queued:
+            due.append(self._wake_at - in_blocks)
+        self._check_at = max(1, min(due))
 
     def _seal(self) -> None:
         """Move the oldest `_BLOCK` queued records into a block of columns (see `_BLOCK`)."""
@@ -269,7 +288,7 @@ class Exporter:
             self._drop_logged_at = now
             logger.warning("flexcredits delivery: %s", self._status.last_error)
 
-    def _submit_sync(self, record: tuple[Any, ...]) -> None:
+    def _submit_sync(self, record: tuple[Any, ...], hold: Any = None, /) -> None:
         self._check_pid()
         boxes = self._boxes
         disk = boxes.disk
@@ -437,6 +456,7 @@ class Exporter:
             if boxes.disk is None:
                 self._limit = max(0, self._max_queue - boxes.memory.count())
                 self._wake_at = max(1, min(self._batch, self._limit))
+            self._plan_check()
         finally:
             self._commit_lock.release()
             self._space.set()
