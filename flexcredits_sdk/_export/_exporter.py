@@ -217,8 +217,9 @@ class Exporter:
                 self._in_blocks += _BLOCK
 
     def _waiting(self) -> int:
-        """Records queued in memory, not yet committed."""
-        return len(self._queue) + self._in_blocks
+        """Records queued in memory, not yet committed (none missed while a block is sealed)."""
+        with self._block_lock:
+            return len(self._queue) + self._in_blocks
 
     def _take(self, count: int) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Remove up to `count` of the oldest queued records; return them as blocks of columns
