@@ -350,6 +350,15 @@ class Meter:
             f"wallet={self.wallet!r})"
         )
 
+    @property
+    def wallet(self) -> Sink:
+        """Where records go; setting it is the same as ``configure(wallet=...)``."""
+        return self._wallet
+
+    @wallet.setter
+    def wallet(self, wallet: Sink) -> None:
+        self.configure(wallet=wallet)
+
     # --- configuration ------------------------------------------------------------------------
 
     def _apply(
@@ -388,8 +397,8 @@ class Meter:
         with self._lock:
             self.rate_card = rate_card
             self.environment = environment
-            self.wallet: Sink = wallet
-            self._submit_new = getattr(wallet, "submit_new", None) or _submit_as_record(wallet)
+            self._wallet: Sink = wallet
+            self._submit_new = _submit_new_of(wallet)
             self._tags = checked_tags
             self._clock = clock
             self.spans: SpanMode = spans
@@ -595,7 +604,7 @@ class Meter:
                     common = not (
                         spec.version != meter._version
                         or meter._observers
-                        or meter.wallet.needs_authorization
+                        or meter._wallet.needs_authorization
                     )
                     if common:
                         act = _new_action(Action)
@@ -613,7 +622,7 @@ class Meter:
                     meter._failed("start", spec.name, error)
                     return func(*args, **kwargs)
                 if not common:
-                    general = start(spec)
+                    general = start(spec, True, now)
                     if general is None:
                         return func(*args, **kwargs)
                     try:
@@ -657,7 +666,7 @@ class Meter:
                         meter._submit_new(fields, None)
                     else:
                         act._record = record = _new_record(UsageRecord, fields)
-                        meter.wallet.submit(record, None)
+                        meter._wallet.submit(record, None)
                     meter._recorded += 1
                 except Exception as error:
                     meter._failed("finish", spec.name, error)
@@ -665,8 +674,11 @@ class Meter:
 
         return functools.wraps(func)(wrapper)
 
-    def _start(self, spec: _Spec, bind: bool = True) -> Action | None:
-        """Begin an action; `None` when metering failed (the body then runs unmetered)."""
+    def _start(self, spec: _Spec, bind: bool = True, now: int | None = None) -> Action | None:
+        """Begin an action; `None` when metering failed (the body then runs unmetered).
+
+        `now` is the start time when the caller has read the clock already.
+        """
         try:
             if spec.version != self._version:
                 self._reprice(spec)
@@ -674,7 +686,7 @@ class Meter:
             act = _new_action(Action)
             act._spec = spec
             act._units = spec.units
-            act.start_time_ns = now = self._clock()
+            act.start_time_ns = now = self._clock() if now is None else now
             ms = now // 1_000_000  # the id, as _records.make_id makes it
             if ms != _ids.ms:
                 _new_millisecond(ms)
@@ -684,7 +696,7 @@ class Meter:
             act._conversation = _CONVERSATION_get()
             act._tags = act._hold = act._token = act.trace_id = act.span_id = None
             act._fields = act._record = None
-            wallet = self.wallet
+            wallet = self._wallet
             if wallet.needs_authorization:
                 act._hold = wallet.authorize(
                     spec.name, spec.credits * act._units, act._merged_tags()
@@ -744,7 +756,7 @@ class Meter:
                 self._submit_new(fields, act._hold)
             else:
                 act._record = record = _new_record(UsageRecord, fields)
-                self.wallet.submit(record, act._hold)
+                self._wallet.submit(record, act._hold)
             self._recorded += 1
             if self._observers:
                 self._notify("on_record", act.record)
@@ -788,8 +800,15 @@ def _no_end(_: BaseException | None) -> None:
     return None
 
 
-def _submit_as_record(sink: Sink) -> Callable[[tuple[Any, ...], Any], None]:
-    """Return ``submit_new`` for a sink that only has ``submit``."""
+def _submit_new_of(sink: Sink) -> Callable[[tuple[Any, ...], Any], None]:
+    """Return how the meter hands `sink` a record whose id it made: the sink's own
+    ``submit_new`` when its class defines one at least as recently as ``submit`` (a subclass
+    that overrides only ``submit`` gets every record there), else ``submit`` with the record."""
+    for cls in type(sink).__mro__:
+        if "submit_new" in vars(cls):
+            return sink.submit_new  # type: ignore[attr-defined, no-any-return]
+        if "submit" in vars(cls):
+            break
     submit = sink.submit
 
     def submit_new(fields: tuple[Any, ...], hold: Any = None, /) -> None:

@@ -51,12 +51,14 @@ def datetime_to_ns(value: _dt.datetime) -> int:
 # RFC 9562 UUIDv7: 48 bits of Unix milliseconds, version 7, 12 bits rand_a, variant 0b10 and
 # 62 bits rand_b. Ids must be cheap to make on the caller's thread, so they are handed out in
 # *blocks* of 4,096 ("method 2" of RFC 9562, section 6.2, with the counter in rand_b): rand_a and
-# the top 14 bits of rand_b are drawn once per process, the next 36 bits number the block and the
-# last 12 bits count within it. A block belongs to one millisecond: its text is formatted once,
-# and its ids are that text plus each of 4,096 ready-made suffixes, joined at C speed as they
-# are taken. Block numbers start at a random point and never repeat within a millisecond, so ids
-# are unique within a process and, unless 60-bit random draws collide, across processes. A
-# forked child draws again.
+# the top 14 bits of rand_b are drawn afresh for each millisecond, the next 36 bits number the
+# block and the last 12 bits count within it. A block belongs to one millisecond: its text is
+# formatted once, and its ids are that text plus each of 4,096 ready-made suffixes, joined at C
+# speed as they are taken. Block numbers come from a per-process counter that starts at a random
+# point: ids are unique and ordered within a process, and two processes make the same id only
+# if, in the same millisecond, their 26 fresh random bits match and their counters meet. The
+# random bits come from the process's own generator (seeded from the OS, never from `random`,
+# which an application may seed), drawn again in a forked child.
 
 _MASK_48 = (1 << 48) - 1
 _MASK_35 = (1 << 35) - 1
@@ -65,22 +67,24 @@ _SUFFIXES = tuple(f"{i:03x}" for i in range(4096))
 
 
 class _IdState:
-    __slots__ = ("blocks", "ids", "middle", "ms")
+    __slots__ = ("blocks", "ids", "middle", "ms", "random")
 
     def __init__(self) -> None:
         self.reseed()
 
     def reseed(self) -> None:
-        draw = random.SystemRandom().getrandbits(60)
-        rand_a, rand_b_high = draw >> 48, (draw >> 34) & 0x3FFF
-        self.middle = f"7{rand_a:03x}-{(0b10 << 14) | rand_b_high:04x}-"
-        self.blocks = itertools.count(draw & ((1 << 34) - 1))
+        self.random = random.Random(random.SystemRandom().getrandbits(128))
+        self.blocks = itertools.count(self.random.getrandbits(34))
         self.ms = -1
+        self.middle = ""
         #: The ids left in the current block.
         self.ids: Iterator[str] = iter(())
 
     def new_block(self, ms: int) -> None:
-        """Start a block for millisecond `ms`."""
+        """Start a block for millisecond `ms`, with fresh random bits if it is a new one."""
+        if ms != self.ms or not self.middle:
+            draw = self.random.getrandbits(26)
+            self.middle = f"7{draw >> 14:03x}-{(0b10 << 14) | (draw & 0x3FFF):04x}-"
         number = (1 << 35) | (next(self.blocks) & _MASK_35)  # always 9 hex digits
         h = f"{ms & _MASK_48:012x}"
         self.ids = map(f"{h[:8]}-{h[8:]}-{self.middle}{number:09x}".__add__, _SUFFIXES)

@@ -145,6 +145,59 @@ def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
     assert tags == [{}] * 100 + [{"team": str(i)} for i in range(50)]
 
 
+def test_flush_and_the_block_policy_hold_with_many_threads_and_a_full_outbox() -> None:
+    """Six threads into an in-memory outbox capped at 300: none dropped, flush sees them all."""
+    import threading
+
+    from wallet_stub import AcceptAll
+
+    sent: list[str] = []
+
+    class Counting(AcceptAll):
+        def _ingest(self, body: bytes, batch_id: str | None, minimal: bool = False) -> Any:
+            sent.extend(item["id"] for item in json.loads(body)["records"])
+            return super()._ingest(body, batch_id, minimal)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, to meet the races
+    try:
+        for _ in range(2):
+            sent.clear()
+            client = httpx.Client(transport=httpx.MockTransport(Counting(api_key=None)))
+            exporter = Exporter(
+                Transport(check_url("https://wallet.test"), None, client=client),
+                ExportSettings(
+                    durability="memory",
+                    max_queue=300,
+                    overflow="block",
+                    block_timeout=30.0,
+                    max_batch_records=100,
+                ),
+                outbox_path=None,
+            )
+
+            def work(thread: int, exporter: Exporter) -> None:
+                for i in range(3_000):
+                    exporter.submit((f"{thread}-{i}", *tuple(_record())[1:]))
+
+            threads = [threading.Thread(target=work, args=(n, exporter)) for n in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert exporter.flush(timeout=30)
+            stats = exporter.stats()
+            assert (stats["dropped"], stats["queued"], len(sent), len(set(sent))) == (
+                0,
+                0,
+                18_000,
+                18_000,
+            )
+            assert exporter.shutdown(timeout=5)
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def test_sync_durability_is_on_disk_when_submit_returns(tmp_path: Path) -> None:
     path = tmp_path / "o.sqlite3"
     exporter = _exporter(tmp_path, outbox_path=path, durability="sync")

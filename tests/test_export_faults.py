@@ -146,6 +146,17 @@ def test_a_timeout_after_booking_comes_back_as_duplicates(make_wallet: Any) -> N
     [
         ({"results": [], "accepted": 7, "duplicates": 3, "rejected": 0}, 7, 3, 0),
         ({"results": [], "accepted": 4, "duplicates": 0, "rejected": 0}, 0, 0, 10),  # short
+        (  # the counts add up only with a result for an id the batch does not hold
+            {
+                "results": [{"id": "not-in-the-batch", "status": "not_booked"}],
+                "accepted": 9,
+                "duplicates": 0,
+                "rejected": 0,
+            },
+            0,
+            0,
+            10,
+        ),
     ],
 )
 def test_minimal_answers_settle_the_unlisted_records_only_when_the_counts_add_up(

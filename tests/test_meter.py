@@ -542,6 +542,53 @@ def test_a_clock_failing_at_the_end_leaves_no_current_action_behind(
     assert meter.stats().metering_errors == 1
 
 
+def test_wallets_that_override_submit_get_every_record() -> None:
+    from unittest import mock
+
+    class Audited(fc.OfflineWallet):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def submit(self, record: fc.UsageRecord, hold: Any = None, /) -> None:
+            self.seen.append(record.action)
+            super().submit(record, hold)
+
+    audited = Audited()
+    meter = fc.Meter(wallet=audited)
+    meter.metered_action(name="decorated")(lambda: None)()
+    with meter.action("scope"):
+        pass
+    assert audited.seen == ["decorated", "scope"]
+    assert len(audited.records()) == 2
+
+    mocked = mock.MagicMock(needs_authorization=False)
+    meter.wallet = mocked  # the same as configure(wallet=...)
+    meter.metered_action(name="mocked")(lambda: None)()
+    assert mocked.submit.call_args.args[0].action == "mocked"
+    assert not mocked.submit_new.called
+
+
+def test_the_general_path_reads_the_clock_once_at_the_start(wallet: fc.OfflineWallet) -> None:
+    reads: list[int] = []
+
+    def clock() -> int:
+        reads.append(1_000_000_000 + len(reads) * 1_000_000)
+        return reads[-1]
+
+    class Observer:
+        def on_start(self, action: fc.Action) -> None: ...
+        def on_end(self, action: fc.Action, exc: BaseException | None, credits: int) -> None: ...
+        def on_record(self, record: fc.UsageRecord) -> None: ...
+
+    meter = fc.Meter(wallet=wallet, clock=clock)
+    meter.add_observer(Observer())  # observers take the general path
+    meter.metered_action(name="observed")(lambda: None)()
+    (record,) = wallet.records()
+    assert len(reads) == 2
+    assert (record.start_time_ns, record.duration_ns) == (reads[0], reads[1] - reads[0])
+
+
 _VARIANTS: dict[str, Any] = {
     "plain": {},
     "context tags": {"context": {"team": "a"}},

@@ -34,6 +34,12 @@ def test_ids_stay_unique_and_ordered_past_a_block_of_4096_in_one_millisecond() -
         assert int(record_id.replace("-", "")[:12], 16) == now_ns // 1_000_000
 
 
+def test_each_millisecond_draws_fresh_random_bits() -> None:
+    ms = 1_790_000_000_000
+    middles = {fc.new_id((ms + n) * 1_000_000)[14:23] for n in range(50)}
+    assert len(middles) > 40  # 26 random bits each: repeats are rare
+
+
 def test_id_embeds_the_given_time() -> None:
     when = _dt.datetime(2026, 11, 27, 12, 0, tzinfo=_dt.UTC)
     record_id = fc.new_id(int(when.timestamp()) * 10**9)

@@ -114,6 +114,8 @@ class Exporter:
         self._queue: deque[tuple[Any, ...]] = deque()  # records, or tuples of their fields
         self._blocks: deque[tuple[tuple[Any, ...], ...]] = deque()  # older ones, as columns
         self._in_blocks = 0
+        self._left = 0  # records that left the queue: committed, or dropped
+        self._flush_targets: dict[int, int] = {}  # flush number -> `_left` it waits for
         self._block_lock = threading.Lock()
         self._status = Status()
         self._commit_lock = threading.Lock()
@@ -242,6 +244,7 @@ class Exporter:
                 taken += size
             queue = self._queue
             records = list(map(_popleft, repeat(queue, min(count - taken, len(queue)))))
+            self._left += taken + len(records)
         return blocks, records
 
     def _drop_newest(self) -> bool:
@@ -249,9 +252,11 @@ class Exporter:
         with self._block_lock:
             if self._queue:
                 self._queue.pop()
+                self._left += 1
                 return True
             if not self._blocks:
                 return False
+            self._left += 1
             rows = _rows(self._blocks.pop())
             self._in_blocks -= 1
             if len(rows) > 1:
@@ -266,14 +271,14 @@ class Exporter:
         self._check_pid()
         if self._block and not self._stopping:
             end = self._clock() + self.settings.block_timeout
-            while self._waiting() > self._limit:
-                left = end - self._clock()
+            while self._waiting() > self._limit:  # room seen once is enough: other threads'
+                left = end - self._clock()  # records may take it again at once
                 if left <= 0:
                     break
                 self._space.clear()
                 self._wake.set()
                 self._space.wait(min(left, self._commit_interval))
-            if self._waiting() <= self._limit:
+            else:
                 return
         if self._drop_newest():
             self._drop()
@@ -313,6 +318,8 @@ class Exporter:
         with self._cond:
             self._flush_requested += 1
             wanted = self._flush_requested
+            with self._block_lock:  # what must leave the queue before this flush is committed
+                self._flush_targets[wanted] = self._left + len(self._queue) + self._in_blocks
         self._wake.set()
         with self._cond:
             return self._cond.wait_for(lambda: self._flush_done >= wanted, timeout)
@@ -415,8 +422,16 @@ class Exporter:
 
     def _cycle(self) -> None:
         wanted = self._flush_requested
-        self._commit()
-        self._committed = wanted
+        # A flush waits for a commit another thread is making: its records must all be in the
+        # outbox before the flush is marked committed.
+        self._commit(wait=wanted > self._committed)
+        # A flush counts as committed once every record submitted before it left the queue (a
+        # full outbox lets records in only as the senders make room).
+        if self._left >= self._flush_targets.get(wanted, 0):
+            self._committed = wanted
+            with self._cond:
+                for number in [n for n in self._flush_targets if n <= wanted]:
+                    del self._flush_targets[number]
         if wanted > self._flush_done or self._due():
             self._last_send = self._clock()
             self._send_wake.set()
@@ -436,10 +451,11 @@ class Exporter:
             pending > 0 and now - self._last_send >= self.settings.linger
         )
 
-    def _commit(self, *, everything: bool = False) -> None:
-        """Move queued records to the outbox in one group commit (one transaction per slice)."""
-        if not self._commit_lock.acquire(blocking=everything):
-            return  # another thread is committing right now
+    def _commit(self, *, everything: bool = False, wait: bool = False) -> None:
+        """Move queued records to the outbox in one group commit (one transaction per slice);
+        unless `everything` or `wait`, leave it to a thread that is committing right now."""
+        if not self._commit_lock.acquire(blocking=everything or wait):
+            return
         try:
             boxes = self._boxes
             while self._waiting():

@@ -258,7 +258,9 @@ def _minimal_outcome(ids: Sequence[str], answer: IngestResponse) -> IngestOutcom
     listed = {result.id: result for result in answer.results if result.id in wanted}
     outcome = _tally(IngestOutcome(), list(listed), list(listed.values()), count=False)
     unlisted = wanted - listed.keys()
-    if answer.accepted + answer.duplicates + len(answer.results) == len(ids):
+    if len(listed) == len(answer.results) and (
+        answer.accepted + answer.duplicates + len(answer.results) == len(ids)
+    ):
         outcome.done |= unlisted
         outcome.accepted, outcome.duplicates = answer.accepted, answer.duplicates
     else:

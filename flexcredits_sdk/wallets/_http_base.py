@@ -101,9 +101,9 @@ class HttpWalletBase:
             sleep=sleep,
             clock=clock,
         )
-        #: Queue one record, as a tuple of its fields, for delivery (see `Sink`): the exporter's
-        #: own method, so that a metered call makes no extra call.
-        self.submit_new: Callable[[tuple[Any, ...], Any], None] = self._exporter.submit
+        if type(self).submit_new is HttpWalletBase.submit_new:
+            # The exporter's own method: a metered call then makes no extra call.
+            self.submit_new = self._exporter.submit  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self._url)!r})"
@@ -122,6 +122,10 @@ class HttpWalletBase:
     def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
         """Queue one record for delivery (O(1), no I/O on the caller's thread)."""
         self._exporter.submit(record)
+
+    def submit_new(self, fields: tuple[Any, ...], hold: Any = None, /) -> None:
+        """Queue one record, as a tuple of its fields, for delivery; see `Sink`."""
+        self._exporter.submit(fields)
 
     def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> None:
         """Never refuses: a wallet service books actions after they ran."""
