@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from operator import itemgetter
@@ -14,7 +15,16 @@ from ._pricing import RateCard
 from ._records import UsageRecord, datetime_to_ns, ns_to_datetime
 from ._validate import check_aware
 
-__all__ = ["RECORD_FIELDS", "Bucket", "RecordFilter", "RecordLog", "group_usage", "usage_rows"]
+__all__ = [
+    "RECORD_FIELDS",
+    "Bucket",
+    "RecordFilter",
+    "RecordLog",
+    "from_columns",
+    "group_usage",
+    "to_columns",
+    "usage_rows",
+]
 
 #: Fields of a record that `group_by` names directly; any other name is a tag key.
 RECORD_FIELDS = ("action", "action_type", "environment", "conversation_id", "outcome")
@@ -159,7 +169,32 @@ def usage_rows(
 _as_record = UsageRecord._make
 _CHUNK = 128
 _TAGS = UsageRecord._fields.index("tags")
+_NO_TAGS: dict[str, str] = {}  # shared by the rows of a column block without tags: read only
 _first = itemgetter(0)
+
+
+def to_columns(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """Return records (`UsageRecord` or plain tuples of its fields) as a block of columns.
+
+    A block of columns is a tuple per field: the garbage collector stops scanning those of
+    strings and numbers, where it would scan every record. A block without any tags has
+    ``None`` for its tags column, so that its empty dicts can go at once.
+    """
+    columns: list[Any] = list(zip(*rows, strict=True))
+    if not any(columns[_TAGS]):
+        columns[_TAGS] = None
+    return tuple(columns)
+
+
+def from_columns(columns: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Return the records of a `to_columns` block, as plain tuples of their fields.
+
+    Rows of a block without tags share one empty dict: copy it before changing it.
+    """
+    if columns[_TAGS] is None:
+        size = len(columns[0])
+        columns = (*columns[:_TAGS], (_NO_TAGS,) * size, *columns[_TAGS + 1 :])
+    return list(zip(*columns, strict=True))
 
 
 def _may_be_made(record_id: str) -> bool:
@@ -170,11 +205,9 @@ def _may_be_made(record_id: str) -> bool:
 class RecordLog:
     """Records in booking order, each id at most once.
 
-    Records are kept in chunks of `_CHUNK`, each a tuple of columns (one tuple per field):
-    cheap to append in bulk, compact in memory, and nearly free for the garbage collector, which
-    would otherwise scan every record in each full collection of the host process. Columns of
-    strings and numbers are untracked by it; only the tags column holds containers, whose
-    dicts of strings it skips, and a chunk without any tags has no such column.
+    Records are kept in chunks of `_CHUNK`, each a block of columns (`to_columns`): cheap to
+    append in bulk, compact in memory, and nearly free for the garbage collector, which would
+    otherwise scan every record in each full collection of the host process.
 
     Ids are checked against the log only where a duplicate can come from. A record whose id its
     meter made (`add_made`) is unique by construction, so the log indexes those ids only once
@@ -244,10 +277,7 @@ class RecordLog:
             self._seal()
 
     def _seal(self) -> None:
-        columns: list[Any] = list(zip(*self._tail, strict=True))
-        if not any(columns[_TAGS]):
-            columns[_TAGS] = None  # no tags at all: the empty dicts can go
-        self._chunks.append(tuple(columns))
+        self._chunks.append(to_columns(self._tail))
         self._tail = []
 
     def is_new(self, record_id: str, *, made: bool = False) -> bool:
@@ -265,16 +295,10 @@ class RecordLog:
         return self._count
 
     def __iter__(self) -> Iterator[UsageRecord]:
-        for chunk in self._chunks:
-            if chunk[_TAGS] is None:
-                chunk = (*chunk[:_TAGS], ({},) * len(chunk[0]), *chunk[_TAGS + 1 :])
-            for row in zip(*chunk, strict=True):
-                fields = list(row)
-                fields[_TAGS] = dict(fields[_TAGS])  # a copy: callers may change theirs
-                yield _as_record(fields)
-        for row in list(self._tail):
+        chunks = itertools.chain.from_iterable(map(from_columns, self._chunks))
+        for row in itertools.chain(chunks, list(self._tail)):
             fields = list(row)
-            fields[_TAGS] = dict(fields[_TAGS])
+            fields[_TAGS] = dict(fields[_TAGS])  # a copy: callers may change theirs
             yield _as_record(fields)
 
     def select(self, where: RecordFilter, limit: int | None = None) -> list[UsageRecord]:

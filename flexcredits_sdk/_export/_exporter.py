@@ -21,6 +21,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from .._usage import from_columns, to_columns
 from ._outbox import DeadLetter, OutboxUnavailable, encode
 from ._outboxes import Outboxes
 from ._sender import Sender, Status
@@ -42,25 +43,6 @@ _popleft = deque.popleft
 #: they came would survive young collections, be promoted, and set off full collections of the
 #: host process's heap, paid by the caller.
 _BLOCK = 128
-_TAGS = 6  # the position of the tags among a record's fields
-_NO_TAGS: dict[str, str] = {}
-
-
-def _block(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """Return records as a block of columns; a block without tags has ``None`` for them (its
-    empty dicts can go at once)."""
-    columns: list[Any] = list(zip(*rows, strict=True))
-    if not any(columns[_TAGS]):
-        columns[_TAGS] = None
-    return tuple(columns)
-
-
-def _rows(block: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """Return a block's records, as tuples of fields."""
-    if block[_TAGS] is None:
-        size = len(block[0])
-        block = (*block[:_TAGS], (_NO_TAGS,) * size, *block[_TAGS + 1 :])
-    return list(zip(*block, strict=True))
 
 
 class Exporter:
@@ -215,7 +197,7 @@ class Exporter:
         with self._block_lock:
             queue = self._queue
             if len(queue) >= _BLOCK:
-                self._blocks.append(_block(list(map(_popleft, repeat(queue, _BLOCK)))))
+                self._blocks.append(to_columns(list(map(_popleft, repeat(queue, _BLOCK)))))
                 self._in_blocks += _BLOCK
 
     def _waiting(self) -> int:
@@ -235,9 +217,9 @@ class Exporter:
                 size = len(block[0])
                 if taken + size > count:  # split it: the rest stays, still the oldest
                     keep = count - taken
-                    rows = _rows(block)
-                    waiting.appendleft(_block(rows[keep:]))
-                    block = _block(rows[:keep])
+                    rows = from_columns(block)
+                    waiting.appendleft(to_columns(rows[keep:]))
+                    block = to_columns(rows[:keep])
                     size = keep
                 self._in_blocks -= size
                 blocks.append(block)
@@ -257,10 +239,10 @@ class Exporter:
             if not self._blocks:
                 return False
             self._left += 1
-            rows = _rows(self._blocks.pop())
+            rows = from_columns(self._blocks.pop())
             self._in_blocks -= 1
             if len(rows) > 1:
-                self._blocks.append(_block(rows[:-1]))
+                self._blocks.append(to_columns(rows[:-1]))
             return True
 
     def _queue_full(self) -> None:
@@ -467,7 +449,7 @@ class Exporter:
                 for block in blocks:
                     ids += block[0]
                 ids += [record[0] for record in records]
-                bodies = [encode(row) for block in blocks for row in _rows(block)]
+                bodies = [encode(row) for block in blocks for row in from_columns(block)]
                 bodies += map(encode, records)
                 boxes.add(ids, bodies)
             if boxes.disk is None:
