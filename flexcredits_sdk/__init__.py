@@ -6,6 +6,8 @@ wallet service through `HttpWallet`. Public submodules: `otel`, `testing`, `wall
 `planning`, `server`.
 """
 
+from . import otel as otel  # attaches the OpenTelemetry bridge to every meter (see otel._bridge)
+from ._action import Action, ActionScope
 from ._context import conversation, current_action, current_conversation, current_tags, tags
 from ._default import action, configure, flush, get_meter, metered_action, shutdown
 from ._environment import (
@@ -25,8 +27,9 @@ from ._exceptions import (
     UnknownEnvironment,
 )
 from ._export import DeadLetter, WalletError
-from ._meter import Action, ActionScope, Meter, MeterStats
+from ._meter import Meter, MeterStats
 from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
+from ._observer import Observer
 from ._pricing import RateCard
 from ._records import UsageRecord, derive_id, new_id
 from .wallets import AsyncHttpWallet, HttpWallet, OfflineWallet, Sink, Wallet
@@ -54,6 +57,7 @@ __all__ = [
     "InsufficientCredits",
     "Meter",
     "MeterStats",
+    "Observer",
     "OfflineWallet",
     "RateCard",
     "RateCardError",

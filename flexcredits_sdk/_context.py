@@ -16,7 +16,7 @@ from ._validate import MAX_TAGS, check_name, check_tags
 from ._wrap import scoped
 
 if TYPE_CHECKING:
-    from ._meter import Action
+    from ._action import Action
 
 __all__ = ["conversation", "current_action", "current_conversation", "current_tags", "tags"]
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
-from ._meter import ActionScope, Meter
+from ._action import ActionScope
+from ._meter import Meter
 from ._pricing import RateCard
-from .otel._settings import SpanMode
+from ._telemetry import SpanMode
 from .wallets._env import env_wallet
 from .wallets._protocol import Sink
 

@@ -13,7 +13,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
@@ -21,12 +21,14 @@ from ._exceptions import ConfigurationError
 
 __all__ = [
     "Outcome",
+    "add_tick",
     "UsageRecord",
     "datetime_to_ns",
     "derive_id",
     "make_id",
     "new_id",
     "ns_to_datetime",
+    "remove_tick",
 ]
 
 Outcome = Literal["ok", "error"]
@@ -67,9 +69,10 @@ _SUFFIXES = tuple(f"{i:03x}" for i in range(4096))
 
 
 class _IdState:
-    __slots__ = ("blocks", "ids", "middle", "ms", "random")
+    __slots__ = ("blocks", "ids", "middle", "ms", "random", "ticks")
 
     def __init__(self) -> None:
+        self.ticks: tuple[Callable[[], None], ...] = ()
         self.reseed()
 
     def reseed(self) -> None:
@@ -85,6 +88,8 @@ class _IdState:
         if ms != self.ms or not self.middle:
             draw = self.random.getrandbits(26)
             self.middle = f"7{draw >> 14:03x}-{(0b10 << 14) | (draw & 0x3FFF):04x}-"
+            for tick in self.ticks:
+                tick()
         number = (1 << 35) | (next(self.blocks) & _MASK_35)  # always 9 hex digits
         h = f"{ms & _MASK_48:012x}"
         self.ids = map(f"{h[:8]}-{h[8:]}-{self.middle}{number:09x}".__add__, _SUFFIXES)
@@ -101,6 +106,22 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch
     os.register_at_fork(after_in_child=_state.reseed)
 
 _time_ns = time.time_ns
+
+
+def add_tick(tick: Callable[[], None]) -> None:
+    """Call `tick()` when the first id of each new millisecond is made: at most once a
+    millisecond, on the thread of the action that starts then. `tick` must never raise.
+
+    This is how a part outside the meter notices a change of configuration (the OpenTelemetry
+    bridge watches for a global provider set later) at no cost to the other calls.
+    """
+    if tick not in _state.ticks:
+        _state.ticks = (*_state.ticks, tick)
+
+
+def remove_tick(tick: Callable[[], None]) -> None:
+    """Stop calling a `tick` added with `add_tick` (no error if absent)."""
+    _state.ticks = tuple(t for t in _state.ticks if t is not tick)
 
 
 def make_id(now_ns: int) -> str:

@@ -13,17 +13,21 @@ from typing import Any
 from ._exceptions import ConfigurationError
 
 __all__ = [
+    "MAX_ID_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_TAGS",
     "MAX_TAG_KEY_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
     "check_aware",
     "check_credits",
+    "check_id",
     "check_name",
     "check_tags",
     "check_units",
 ]
 
+#: The longest record id, in characters.
+MAX_ID_LENGTH = 64
 #: The longest action name, in characters.
 MAX_NAME_LENGTH = 200
 #: The most tags one record may carry.
@@ -80,6 +84,17 @@ def check_tags(
     if count > MAX_TAGS:
         raise ConfigurationError(field, value, f"would give {count} tags; at most {MAX_TAGS}")
     return tags
+
+
+def check_id(value: Any, field: str = "id") -> str:
+    """Return `value` if it could be a record's id: a printable string of 1 to 64 characters."""
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise ConfigurationError(
+            field, value, f"must be a string of 1 to {MAX_ID_LENGTH} characters"
+        )
+    if not value.isprintable():
+        raise ConfigurationError(field, value, "must be printable")
+    return value
 
 
 def check_units(value: Any, field: str = "units") -> int:

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from . import _default
+from ._action import Action
 from ._exceptions import ConfigurationError, FlexCreditsError
-from ._meter import Action, Meter
+from ._meter import Meter
 from ._pricing import RateCard
 from ._records import UsageRecord, datetime_to_ns
 from ._validate import check_credits

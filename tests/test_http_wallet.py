@@ -54,7 +54,9 @@ def _use(wallet: Any) -> None:
 def test_it_is_a_wallet_and_a_sink(wallet: HttpWallet) -> None:
     assert isinstance(wallet, Wallet)
     assert isinstance(wallet, Sink)
-    assert wallet.needs_authorization is False
+    assert wallet.authorizes is False
+    with pytest.raises(AttributeError):
+        wallet.authorizes = True  # type: ignore[misc]
     assert wallet.authorize("x", 20, {}) is None
 
 

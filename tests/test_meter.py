@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -453,14 +453,23 @@ def test_hard_budget_refuses_and_soft_budget_alerts(wallet: fc.OfflineWallet) ->
 
 
 class BrokenSink:
-    needs_authorization = False
+    authorizes = False
+
+    def authorize(self, action: str, credits: int, tags: Mapping[str, str]) -> None:
+        return None
 
     def submit(self, record: fc.UsageRecord, hold: Any = None, /) -> None:
         raise OSError("disk on fire")
 
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        return True
+
 
 def test_a_failing_wallet_never_breaks_the_agent(caplog: pytest.LogCaptureFixture) -> None:
-    meter = fc.Meter(wallet=BrokenSink())  # type: ignore[arg-type]
+    meter = fc.Meter(wallet=BrokenSink())
 
     @meter.metered_action
     def act() -> str:
@@ -562,14 +571,40 @@ def test_wallets_that_override_submit_get_every_record() -> None:
     assert audited.seen == ["decorated", "scope"]
     assert len(audited.records()) == 2
 
-    mocked = mock.MagicMock(needs_authorization=False)
+    mocked = mock.MagicMock(authorizes=False)
     meter.wallet = mocked  # the same as configure(wallet=...)
     meter.metered_action(name="mocked")(lambda: None)()
-    assert mocked.submit.call_args.args[0].action == "mocked"
-    assert not mocked.submit_new.called
+    ((record, hold), _) = mocked.submit.call_args
+    assert isinstance(record, fc.UsageRecord)
+    assert (record.action, hold) == ("mocked", None)
+    assert [c[0] for c in mocked.method_calls] == ["submit"]  # nothing else is called
 
 
-def test_the_general_path_reads_the_clock_once_at_the_start(wallet: fc.OfflineWallet) -> None:
+@pytest.mark.parametrize("missing", ["authorizes", "authorize", "submit", "flush", "shutdown"])
+def test_a_wallet_without_a_sink_member_is_refused_by_name(missing: str) -> None:
+    members = {
+        name: getattr(BrokenSink, name)
+        for name in ("authorizes", "authorize", "submit", "flush", "shutdown")
+        if name != missing
+    }
+    partial = type("Partial", (), members)()
+    with pytest.raises(fc.ConfigurationError, match=f"no '{missing}'") as info:
+        fc.Meter(wallet=partial)
+    assert info.value.field == "wallet"
+    meter = fc.Meter()
+    with pytest.raises(fc.ConfigurationError, match=f"no '{missing}'"):
+        meter.configure(wallet=partial)
+    assert isinstance(meter.wallet, fc.OfflineWallet)  # unchanged
+
+
+def test_a_wallet_whose_submit_is_not_callable_is_refused() -> None:
+    members = dict(vars(BrokenSink))
+    members["submit"] = "not a method"
+    with pytest.raises(fc.ConfigurationError, match="'submit' is not callable"):
+        fc.Meter(wallet=type("Odd", (), members)())
+
+
+def test_a_call_reads_the_clock_at_its_start_and_its_end(wallet: fc.OfflineWallet) -> None:
     reads: list[int] = []
 
     def clock() -> int:
@@ -582,7 +617,7 @@ def test_the_general_path_reads_the_clock_once_at_the_start(wallet: fc.OfflineWa
         def on_record(self, record: fc.UsageRecord) -> None: ...
 
     meter = fc.Meter(wallet=wallet, clock=clock)
-    meter.add_observer(Observer())  # observers take the general path
+    meter.add_observer(Observer())
     meter.metered_action(name="observed")(lambda: None)()
     (record,) = wallet.records()
     assert len(reads) == 2

@@ -406,7 +406,7 @@ def test_records_are_the_same_with_an_sdk_sampled_out_spans_or_no_sdk() -> None:
 
 def test_without_an_sdk_the_bridge_stays_out_of_the_call_path() -> None:
     meter = fc.Meter(spans="always")
-    assert meter._observers == []
+    assert meter.observers == ()
     bridge = bridge_of(meter)
     assert bridge is not None
     assert not bridge.installed
@@ -421,7 +421,7 @@ def test_uninstrument_stops_and_instrument_resumes(meter: fc.Meter, traces: Trac
     meter.configure(environment="sandbox")  # a configure does not bring the bridge back
     act()
     assert traces.spans() == []
-    assert meter._observers == []
+    assert meter.observers == ()
     otel.instrument(meter, tracer_provider=traces.provider, genai_cost=True)
     act()
     attributes = traces.named("act").attributes or {}
@@ -522,6 +522,6 @@ def test_the_default_meter_can_be_instrumented_and_put_back(traces: Traces) -> N
         assert traces.named("decorated_early").attributes
     finally:
         otel.instrument()  # back to following the global providers (none here)
-    assert fc.get_meter()._observers == []
+    assert fc.get_meter().observers == ()
     decorated_early()
     assert len(traces.spans()) == 1

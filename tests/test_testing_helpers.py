@@ -57,7 +57,7 @@ def test_flex_wallet_on_a_meter_of_ones_own() -> None:
     with_wallet.uninstall()
     assert meter.wallet is original
     assert meter.environment == "production"
-    assert meter._observers == []
+    assert meter.observers == ()
     act()
     assert len(original.records()) == 1  # type: ignore[attr-defined]
 

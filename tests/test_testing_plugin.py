@@ -81,7 +81,7 @@ def test_each_test_gets_a_fresh_wallet(flex_wallet):
     result = pytester.runpytest("--strict-markers")
     result.assert_outcomes(passed=4)
     assert fc.get_meter().wallet is before
-    assert fc.get_meter()._observers == []
+    assert fc.get_meter().observers == ()
 
 
 def test_assert_consumed_failure_lists_each_action(pytester: pytest.Pytester) -> None:
@@ -275,7 +275,7 @@ def test_without_fixture():
         ]
     )
     result.stdout.no_fnmatch_line("*test_free*")
-    assert fc.get_meter()._observers == []
+    assert fc.get_meter().observers == ()
 
 
 def test_report_without_actions_says_so(pytester: pytest.Pytester) -> None:

@@ -16,11 +16,13 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+from .._records import UsageRecord
 from .._usage import from_columns, to_columns
 from ._outbox import DeadLetter, OutboxUnavailable, encode
 from ._outboxes import Outboxes
@@ -83,8 +85,6 @@ class Exporter:
         self._user_sleep = sleep
         self._clock = clock or time.monotonic
         self._started = start
-        if self._sync:  # every record goes to disk before `submit` returns
-            self.submit = self._submit_sync  # type: ignore[method-assign]
         self._setup()
         _EXPORTERS.add(self)
 
@@ -162,11 +162,20 @@ class Exporter:
 
     # --- the caller's side --------------------------------------------------------------------
 
-    def submit(self, record: tuple[Any, ...], hold: Any = None, /) -> None:
-        """Queue one record (a `UsageRecord` or a plain tuple of its fields): O(1), no I/O.
+    @property
+    def authorizes(self) -> bool:
+        """``False``: the exporter delivers records after their actions ran."""
+        return False
 
-        With ``durability="sync"``, this is `_submit_sync` instead (see `__init__`).
-        """
+    def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> None:
+        """Never refuses (see `authorizes`)."""
+        return None
+
+    def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
+        """Queue one record: O(1), no I/O (with ``durability="sync"``: on disk on return)."""
+        if self._sync:
+            self._submit_sync(record)
+            return
         queue = self._queue
         queue.append(record)
         if len(queue) >= self._check_at:
@@ -276,7 +285,7 @@ class Exporter:
             self._drop_logged_at = now
             logger.warning("flexcredits delivery: %s", self._status.last_error)
 
-    def _submit_sync(self, record: tuple[Any, ...], hold: Any = None, /) -> None:
+    def _submit_sync(self, record: UsageRecord) -> None:
         self._check_pid()
         boxes = self._boxes
         disk = boxes.disk

@@ -20,9 +20,9 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from .._exceptions import ConfigurationError
+from .._telemetry import SpanMode
 from . import _bridge
 from ._metrics import DELIVERY, DURATION_BUCKETS
-from ._settings import SpanMode
 from ._spans import (
     ACTION,
     ACTION_TYPE,

@@ -1,9 +1,11 @@
 """The meter observer that carries actions into OpenTelemetry, and how meters get one.
 
-Every meter has a `Bridge`. It joins the meter's observers only while a real tracer or meter
-provider is available (one passed to `instrument`, or the global one), so a process without an
-OpenTelemetry SDK pays nothing per call. A bridge that relies on the global providers is
-re-resolved at most once a millisecond, from the meter's hot path, until both are set.
+Every meter has a `Bridge`: importing this module registers `sync` with `add_meter_hook`, so
+each meter gets one when it is made and follows it after each `configure`. A bridge joins the
+meter's observers only while a real tracer or meter provider is available (one passed to
+`instrument`, or the global one), so a process without an OpenTelemetry SDK pays nothing per
+call. A bridge that relies on the global providers is re-resolved at most once a millisecond,
+by a tick registered with `add_tick` while any bridge waits, until both are set.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
-from .. import _meter
-from .._records import UsageRecord
+from .._meter import add_meter_hook
+from .._records import UsageRecord, add_tick, remove_tick
 from ._metrics import Instruments, instruments_for, record_metrics
 from ._spans import SpanTracker
 
 if TYPE_CHECKING:
-    from .._meter import Action, Meter
+    from .._action import Action
+    from .._meter import Meter
 
 __all__ = ["Bridge", "bridge_of", "instrument", "is_real", "sync", "uninstrument"]
 
@@ -75,7 +78,7 @@ class Bridge:
         self.meter_provider = meter_provider
         self.enabled = True
         self.installed = False
-        self.spans = SpanTracker(None, meter.spans, genai_cost)
+        self.spans = SpanTracker(meter, None, meter.spans, genai_cost)
         self.instruments: Instruments | None = None
         self.metric_tags: tuple[str, ...] = ()
         self._tracer_from: Any = None
@@ -161,7 +164,8 @@ def bridge_of(meter: Meter) -> Bridge | None:
 
 
 def sync(meter: Meter) -> None:
-    """Give `meter` a bridge that follows its (new) settings; called by `Meter` on configure."""
+    """Give `meter` a bridge that follows its (new) settings; run for every meter when it is
+    made and after each `Meter.configure` (see `add_meter_hook`)."""
     with _LOCK:
         bridge = _BRIDGES.get(meter)
         if bridge is None:
@@ -205,13 +209,12 @@ def uninstrument(meter: Meter) -> None:
 
 
 def _watch() -> None:
-    """Run `_tick` from the meter's hot path (at most once a millisecond) while bridges wait."""
-    if _tick not in _meter._PERIODIC:
-        _meter._PERIODIC = [*_meter._PERIODIC, _tick]
+    """Run `_tick` on the first action of each millisecond while bridges wait."""
+    add_tick(_tick)
 
 
 def _unwatch() -> None:
-    _meter._PERIODIC = [p for p in _meter._PERIODIC if p is not _tick]
+    remove_tick(_tick)
 
 
 def _tick() -> None:
@@ -233,3 +236,6 @@ def _tick() -> None:
             _LOCK.release()
     except Exception:  # pragma: no cover - defensive: the hot path must not fail
         logger.exception("flexcredits: OpenTelemetry provider check failed")
+
+
+add_meter_hook(sync)

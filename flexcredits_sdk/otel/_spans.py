@@ -28,10 +28,11 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
-from ._settings import SpanMode
+from .._telemetry import SpanMode
 
 if TYPE_CHECKING:
-    from .._meter import Action
+    from .._action import Action
+    from .._meter import Meter
 
 __all__ = [
     "ACTION",
@@ -102,9 +103,12 @@ class SpanTracker:
         genai_cost: Also set the draft GenAI cost attributes.
     """
 
-    __slots__ = ("_open", "genai_cost", "mode", "tracer")
+    __slots__ = ("_meter", "_open", "genai_cost", "mode", "tracer")
 
-    def __init__(self, tracer: Tracer | None, mode: SpanMode, genai_cost: bool) -> None:
+    def __init__(
+        self, meter: Meter, tracer: Tracer | None, mode: SpanMode, genai_cost: bool
+    ) -> None:
+        self._meter = weakref.ref(meter)
         self.tracer = tracer
         self.mode: SpanMode = mode
         self.genai_cost = genai_cost
@@ -152,7 +156,8 @@ class SpanTracker:
         self, act: Action, credits: int | Decimal, exc: BaseException | None
     ) -> dict[str, AttributeValue]:
         """Return the ``flexcredits.*`` attributes of a finished action."""
-        meter = act._spec.meter
+        meter = self._meter()
+        assert meter is not None, "the meter calls its observers"
         cost = to_number(meter.rate_card.usd(credits))
         attributes: dict[str, AttributeValue] = {
             ACTION: act.name,

@@ -51,26 +51,13 @@ class EnvWallet:
         return wallet
 
     @property
-    def needs_authorization(self) -> bool:
+    def authorizes(self) -> bool:
         """Whether the chosen wallet authorizes actions before they run."""
-        return bool(self.resolve().needs_authorization)
-
-    @needs_authorization.setter
-    def needs_authorization(self, value: bool) -> None:
-        self.resolve().needs_authorization = value
+        return bool(self.resolve().authorizes)
 
     def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
         """Hand the record to the chosen wallet."""
         self.resolve().submit(record, hold)
-
-    def submit_new(self, fields: tuple[Any, ...], hold: Any = None, /) -> None:
-        """Hand a record whose id its meter made (as a tuple of fields) to the chosen wallet."""
-        wallet = self.resolve()
-        submit_new = getattr(wallet, "submit_new", None)
-        if submit_new is not None:
-            submit_new(fields, hold)
-        else:
-            wallet.submit(UsageRecord._make(fields), hold)
 
     def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> Any:
         """Ask the chosen wallet."""

@@ -55,8 +55,6 @@ def _query(factory: type[M], what: str, **values: Any) -> M:
 class HttpWalletBase:
     """The exporter side shared by the sync and async wallets."""
 
-    needs_authorization = False
-
     def __init__(
         self,
         url: str | None = None,
@@ -101,9 +99,6 @@ class HttpWalletBase:
             sleep=sleep,
             clock=clock,
         )
-        if type(self).submit_new is HttpWalletBase.submit_new:
-            # The exporter's own method: a metered call then makes no extra call.
-            self.submit_new = self._exporter.submit  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self._url)!r})"
@@ -119,13 +114,14 @@ class HttpWalletBase:
         disk = self._exporter.outbox
         return disk.path if disk is not None else None
 
+    @property
+    def authorizes(self) -> bool:
+        """``False``: a wallet service books actions after they ran."""
+        return False
+
     def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
         """Queue one record for delivery (O(1), no I/O on the caller's thread)."""
-        self._exporter.submit(record)
-
-    def submit_new(self, fields: tuple[Any, ...], hold: Any = None, /) -> None:
-        """Queue one record, as a tuple of its fields, for delivery; see `Sink`."""
-        self._exporter.submit(fields)
+        self._exporter.submit(record, hold)
 
     def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> None:
         """Never refuses: a wallet service books actions after they ran."""

@@ -187,8 +187,13 @@ class OfflineWallet:
         if added:
             ledger.book_credits(sum(map(_credits, added)), last)
 
+    @property
+    def authorizes(self) -> bool:
+        """Whether an action needs a hold before it runs: overdraft denied, or a hard budget."""
+        return self._authorizes
+
     def _update_mode(self) -> None:
-        self.needs_authorization = self._ledger.needs_authorization
+        self._authorizes = self._ledger.needs_authorization
         self._eager = bool(
             self._store is not None or self._ledger.needs_authorization or self._ledger.reacts
         )

@@ -7,41 +7,65 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
+from .._exceptions import ConfigurationError
 from .._models import Balance, GrantInfo, UsageRow
 from .._records import UsageRecord
 from .._usage import Bucket
 
-__all__ = ["Sink", "Wallet"]
+__all__ = ["Sink", "Wallet", "check_sink"]
 
 
 @runtime_checkable
 class Sink(Protocol):
-    """Where a meter delivers finished records.
+    """Where a meter delivers finished records: the one entry point is `submit`.
 
-    ``submit`` runs on the caller's thread for every action, so it must be cheap and must not
-    block on I/O. A sink that can refuse actions before they run also has a true
-    ``needs_authorization`` attribute and an ``authorize`` method.
+    For every action the meter calls, on the caller's thread::
 
-    A sink may also have a ``submit_new(fields, hold=None, /)`` method. The meter then calls it
-    instead of ``submit`` for every record whose id it made itself (not one set with
-    `Action.set_id`), with the record's fields as a plain tuple in `UsageRecord` order
-    (``UsageRecord._make(fields)`` is the record): such an id is new by construction, so the
-    sink may skip its duplicate check, and the tuple is cheaper to make than the record.
+        hold = sink.authorize(action, credits, tags) if sink.authorizes else None
+        ... the action's body runs ...
+        sink.submit(record, hold)
+
+    ``submit`` runs once per action, so it must be cheap and must not block on I/O. The
+    offline wallet, `HttpWallet`, `AsyncHttpWallet` and the exporter behind them are sinks;
+    any object with these members can be one.
     """
 
-    needs_authorization: bool
-
-    def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
-        """Take one finished record (and the hold `authorize` returned for it, if any)."""
+    @property
+    def authorizes(self) -> bool:
+        """Whether the meter must call `authorize` before each action's body runs."""
 
     def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> Any:
-        """Reserve credits for an action about to run, or raise `ActionRefused`."""
+        """Reserve `credits` for an action about to run and return the hold, or raise
+        `ActionRefused` (`InsufficientCredits`, `BudgetExceeded`) to refuse it."""
+
+    def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
+        """Take one finished record, and the hold `authorize` returned for it (or ``None``)."""
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver what is pending; return whether everything was delivered in time."""
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and release resources; return whether everything was delivered in time."""
+
+
+#: The members every `Sink` has, checked when a meter is given one.
+_SINK_MEMBERS = ("authorizes", "authorize", "submit", "flush", "shutdown")
+
+
+def check_sink(sink: Any, field: str = "wallet") -> Sink:
+    """Return `sink` if it has every member of `Sink`.
+
+    Raises:
+        ConfigurationError: A member is missing (named in the message) or not callable.
+    """
+    for member in _SINK_MEMBERS:
+        if not hasattr(type(sink), member) and not hasattr(sink, member):
+            raise ConfigurationError(
+                field, sink, f"must be a Sink: it has no {member!r} (see flexcredits_sdk.Sink)"
+            )
+        if member != "authorizes" and not callable(getattr(sink, member)):
+            raise ConfigurationError(field, sink, f"must be a Sink: {member!r} is not callable")
+    return sink  # type: ignore[no-any-return]
 
 
 @runtime_checkable

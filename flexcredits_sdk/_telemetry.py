@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal, get_args
 
-from .._exceptions import ConfigurationError
-from .._validate import MAX_TAG_KEY_LENGTH, MAX_TAGS
+from ._exceptions import ConfigurationError
+from ._validate import MAX_TAG_KEY_LENGTH, MAX_TAGS
 
 __all__ = ["SPAN_MODES", "SpanMode", "check_metric_tags", "check_spans"]
 

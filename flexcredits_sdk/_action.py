@@ -1,0 +1,232 @@
+"""What a metered function is (`Spec`) and the handle of one running action (`Action`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import ContextVar
+from decimal import Decimal
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from ._context import CONVERSATION, TAGS
+from ._exceptions import ConfigurationError
+from ._records import UsageRecord, make_id
+from ._validate import check_id, check_tags, check_units
+
+if TYPE_CHECKING:
+    from ._meter import Meter
+
+__all__ = ["Action", "ActionScope", "Spec"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_Entered = tuple["Action | None", "_Entered"] | None
+
+
+class Spec:
+    """What one decorated function (or `action()` scope) is: name, type, units, tags, price.
+
+    `credits`, `adds_tags` and `version` follow the meter: `settle` sets them again after a
+    `Meter.configure`, before the next call.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "action_type",
+        "adds_tags",
+        "credits",
+        "meter_tags",
+        "name",
+        "tags",
+        "units",
+        "version",
+    )
+
+    def __init__(self, name: str, action_type: str, units: int, tags: dict[str, str]) -> None:
+        self.name = name
+        self.action_type = action_type
+        self.units = units
+        self.tags = tags
+        self.version = -1
+        self.credits: int | Decimal = 0
+        self.meter_tags: dict[str, str] = {}
+        self.adds_tags = True
+
+    def settle(self, price: int | Decimal, meter_tags: dict[str, str], version: int) -> None:
+        """Adopt the price per unit and the meter's tags and configuration version."""
+        self.credits = price
+        self.meter_tags = meter_tags
+        self.adds_tags = bool(meter_tags or self.tags)
+        self.version = version
+
+
+class Action:
+    """The handle of one running action: read its id, add tags, change its units.
+
+    Returned by ``with meter.action(...) as act`` and by `current_action()` inside a metered
+    function. After the action ends, `record` holds its `UsageRecord`.
+
+    Attributes:
+        id: The record's id: a UUIDv7 made when the action started, or the one `set_id` set.
+        start_time_ns: When the action started, in Unix nanoseconds.
+        trace_id: The OpenTelemetry trace id of the action's span, when there is one.
+        span_id: The OpenTelemetry span id of the action's span, when there is one.
+        record: The action's record once it ended; ``None`` while it runs.
+    """
+
+    __slots__ = (
+        "_conversation",
+        "_ctx_tags",
+        "_hold",
+        "_spec",
+        "_tags",
+        "_token",
+        "_units",
+        "id",
+        "record",
+        "span_id",
+        "start_time_ns",
+        "trace_id",
+    )
+
+    def __init__(self, spec: Spec, now_ns: int) -> None:
+        self._spec = spec
+        self.start_time_ns = now_ns
+        self.id = make_id(now_ns)
+        self._units = spec.units
+        self._ctx_tags = TAGS.get()
+        self._conversation = CONVERSATION.get()
+        self._tags: dict[str, str] | None = None  # set by `tag()`
+        self._hold: Any = None  # what the sink's `authorize` returned
+        self._token: Any = None  # resets `current_action()` when the action ends
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        self.record: UsageRecord | None = None
+
+    def __repr__(self) -> str:
+        return f"<Action {self._spec.name!r} id={self.id} units={self.units}>"
+
+    @property
+    def name(self) -> str:
+        """The action's name."""
+        return self._spec.name
+
+    @property
+    def action_type(self) -> str:
+        """The action's type on the rate card."""
+        return self._spec.action_type
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The conversation the action runs in."""
+        return self._conversation
+
+    @property
+    def credits(self) -> int | Decimal:
+        """What the action costs if it succeeds: the price per unit times `units`."""
+        return self._spec.credits * self._units
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags the record will carry (a new dict each time).
+
+        Sources, weakest first: the meter's tags, the enclosing `tags()` scopes, the
+        decorator's tags, and the tags set with `tag`.
+        """
+        spec = self._spec
+        if not (spec.adds_tags or self._tags):
+            return dict(self._ctx_tags) if self._ctx_tags else {}
+        return {**spec.meter_tags, **self._ctx_tags, **spec.tags, **(self._tags or {})}
+
+    def tag(self, **values: str) -> None:
+        """Add tags to this action's record; they win over every other source of tags.
+
+        Raises:
+            ConfigurationError: A key or value is not a short string, or there would be more
+                than 32 tags.
+        """
+        checked = check_tags(values, base=self.tags)
+        if self._tags is None:
+            self._tags = checked
+        else:
+            self._tags.update(checked)
+
+    @property
+    def units(self) -> int:
+        """How many billable actions this action is; settable (e.g. ``get_time_slots`` x2).
+
+        Raises:
+            ConfigurationError: On setting anything but a positive int.
+        """
+        return self._units
+
+    @units.setter
+    def units(self, units: int) -> None:
+        self._units = check_units(units)
+
+    def set_units(self, units: int) -> None:
+        """Bill this action as `units` actions; the same as setting `units`."""
+        self.units = units
+
+    def set_id(self, record_id: str) -> None:
+        """Use `record_id` (e.g. from `derive_id`) as the idempotency key of this action.
+
+        Raises:
+            ConfigurationError: `record_id` is not a non-empty printable string of at most 64
+                characters.
+        """
+        self.id = check_id(record_id, "record_id")
+
+
+class ActionScope:
+    """``with meter.action(name) as act:`` (or ``async with``) meters the block as one action.
+
+    The scope may be entered many times, nested, from several threads and asyncio tasks at
+    once, and also decorates a function as `Meter.metered_action` does.
+    """
+
+    __slots__ = ("_entered", "_meter", "_spec")
+
+    def __init__(self, meter: Meter, spec: Spec) -> None:
+        self._meter = meter
+        self._spec = spec
+        #: The actions this scope runs in the current context, innermost first, as a linked
+        #: stack (action, outer): each thread and task exits the action it entered.
+        self._entered: ContextVar[_Entered] = ContextVar("flexcredits_scope", default=None)
+
+    def __enter__(self) -> Action:
+        act = self._meter._start(self._spec)
+        self._entered.set((act, self._entered.get()))
+        # When metering failed to start, the block runs unmetered with a handle that records
+        # nothing, so that code using it still works.
+        return act if act is not None else Action(self._spec, 0)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entered = self._entered.get()
+        if entered is None:
+            return  # exited more often than entered: nothing to end
+        act, outer = entered
+        self._entered.set(outer)
+        if act is not None:
+            self._meter._finish(act, exc)
+
+    async def __aenter__(self) -> Action:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        if not callable(func):
+            raise ConfigurationError("func", func, "must be callable")
+        return self._meter._decorate(func, self._spec)
