@@ -21,7 +21,6 @@ from pydantic import (
 
 from ._exceptions import ConfigurationError
 from ._pricing import to_exact
-from ._records import UsageRecord, datetime_to_ns
 from ._validate import check_name, check_tags
 
 __all__ = [
@@ -183,7 +182,8 @@ def _aware(value: _dt.datetime) -> _dt.datetime:
 
 
 class UsageRecordModel(_Model):
-    """The validating form of a `UsageRecord`, used at the edges (wire, files, service)."""
+    """The validating form of a `UsageRecord`, used at the edges (wire, files, service);
+    `UsageRecord.from_model` turns it into the record."""
 
     id: Annotated[str, Field(min_length=1, max_length=64)]
     action: Annotated[str, AfterValidator(_name)]
@@ -200,42 +200,3 @@ class UsageRecordModel(_Model):
     error_type: Annotated[str, Field(max_length=256)] | None = None
     trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     span_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
-
-    def to_record(self) -> UsageRecord:
-        """Return the plain `UsageRecord` this model describes."""
-        if self.start_time_ns is not None:
-            start_ns = self.start_time_ns
-        elif self.started_at is not None:
-            start_ns = datetime_to_ns(self.started_at)
-        else:
-            raise ConfigurationError(
-                "started_at", None, "either started_at or start_time_ns is required"
-            )
-        return UsageRecord(
-            self.id,
-            self.action,
-            self.action_type,
-            self.units,
-            self.credits,
-            self.environment,
-            dict(self.tags),
-            self.conversation_id,
-            start_ns,
-            self.duration_ns,
-            self.outcome,
-            self.error_type,
-            self.trace_id,
-            self.span_id,
-        )
-
-    @classmethod
-    def parse(cls, data: Any) -> UsageRecord:
-        """Validate `data` and return the record.
-
-        Raises:
-            ConfigurationError: A field is missing or wrong; the error names it.
-        """
-        try:
-            return cls.model_validate(data).to_record()
-        except ValidationError as exc:
-            raise validation_error(exc, "record") from None

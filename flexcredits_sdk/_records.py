@@ -17,7 +17,11 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple
 
+from pydantic import ValidationError
+
 from ._exceptions import ConfigurationError
+from ._models import UsageRecordModel, validation_error
+from ._time import datetime_to_ns, ns_to_datetime
 
 __all__ = [
     "Outcome",
@@ -32,21 +36,6 @@ __all__ = [
 ]
 
 Outcome = Literal["ok", "error"]
-
-_UTC = _dt.UTC
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_UTC)
-
-
-def ns_to_datetime(ns: int) -> _dt.datetime:
-    """Return Unix nanoseconds as an aware UTC datetime (microsecond precision)."""
-    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
-
-
-def datetime_to_ns(value: _dt.datetime) -> int:
-    """Return an aware datetime as Unix nanoseconds."""
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
 
 # --- UUIDv7 ------------------------------------------------------------------------------------
 #
@@ -247,11 +236,46 @@ class UsageRecord(NamedTuple):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageRecord:
-        """Build a record from `to_dict` output, validating every field.
+        """Build a record from `to_dict` output (the wire form), validating every field.
 
         Raises:
-            ConfigurationError: A field is missing or has the wrong type or value.
+            ConfigurationError: A field is missing or has the wrong type or value; the error
+                names it.
         """
-        from ._models import UsageRecordModel
+        try:
+            model = UsageRecordModel.model_validate(data)
+        except ValidationError as exc:
+            raise validation_error(exc, "record") from None
+        return cls.from_model(model)
 
-        return UsageRecordModel.parse(data)
+    @classmethod
+    def from_model(cls, model: UsageRecordModel) -> UsageRecord:
+        """Return the record a validated `UsageRecordModel` describes.
+
+        Raises:
+            ConfigurationError: The model has neither ``started_at`` nor ``start_time_ns``.
+        """
+        if model.start_time_ns is not None:
+            start_ns = model.start_time_ns
+        elif model.started_at is not None:
+            start_ns = datetime_to_ns(model.started_at)
+        else:
+            raise ConfigurationError(
+                "started_at", None, "either started_at or start_time_ns is required"
+            )
+        return cls(
+            model.id,
+            model.action,
+            model.action_type,
+            model.units,
+            model.credits,
+            model.environment,
+            dict(model.tags),
+            model.conversation_id,
+            start_ns,
+            model.duration_ns,
+            model.outcome,
+            model.error_type,
+            model.trace_id,
+            model.span_id,
+        )

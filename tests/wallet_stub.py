@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from flexcredits_sdk import OfflineWallet
 from flexcredits_sdk._exceptions import FlexCreditsError
 from flexcredits_sdk._models import UsageRecordModel
+from flexcredits_sdk._records import UsageRecord
 from flexcredits_sdk._wire import (
     ErrorDetail,
     ErrorResponse,
@@ -202,7 +203,7 @@ class StubWallet:
             for item in items:
                 record_id = str(item.get("id")) if isinstance(item, dict) else "?"
                 try:
-                    UsageRecordModel.parse(item)
+                    UsageRecord.from_dict(item)
                 except FlexCreditsError as exc:
                     bad += 1
                     results.append(RecordResult(id=record_id, status="rejected", reason=str(exc)))

@@ -70,7 +70,7 @@ _INT32 = 2**31
 def _check(model: UsageRecordModel, nul: bool = True) -> UsageRecord | str:
     """Return the record of a valid model, or why the service cannot book it."""
     try:
-        record = model.to_record()
+        record = UsageRecord.from_model(model)
         nano = to_nano(record.credits)
     except ConfigurationError as exc:
         return f"{exc.field}: {exc.reason}"

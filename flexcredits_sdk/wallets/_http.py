@@ -151,7 +151,7 @@ class HttpWallet(HttpWalletBase):
             action, tags, environment, conversation_id, since, until, limit
         )
         answer = self._parse(self._get("records", params), RecordsResponse)
-        return [model.to_record() for model in answer.records]
+        return [UsageRecord.from_model(model) for model in answer.records]
 
 
 class AsyncHttpWallet(HttpWalletBase):
@@ -251,4 +251,4 @@ class AsyncHttpWallet(HttpWalletBase):
             action, tags, environment, conversation_id, since, until, limit
         )
         answer = self._parse(await self._get("records", params), RecordsResponse)
-        return [model.to_record() for model in answer.records]
+        return [UsageRecord.from_model(model) for model in answer.records]
