@@ -740,3 +740,146 @@ def test_module_level_functions_take_an_explicit_meter(
     with fc.action("block", meter=meter):
         pass
     assert len(wallet.records()) == 2
+
+
+# --- one engine, observers and hooks ------------------------------------------------------------
+
+
+def test_a_scope_entered_from_several_threads_ends_each_threads_own_action(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    import threading
+
+    scope = meter.action("shared")
+    leaver_in, stayer_in, leaver_out = threading.Event(), threading.Event(), threading.Event()
+    ids: dict[str, str] = {}
+
+    def leaver() -> None:  # enters first, leaves first
+        with scope as act:
+            act.tag(thread="leaver")
+            ids["leaver"] = act.id
+            leaver_in.set()
+            assert stayer_in.wait(10)
+        leaver_out.set()
+
+    def stayer() -> None:  # enters second, leaves last
+        assert leaver_in.wait(10)
+        with scope as act:
+            act.tag(thread="stayer")
+            ids["stayer"] = act.id
+            stayer_in.set()
+            assert leaver_out.wait(10)
+
+    threads = [threading.Thread(target=stayer), threading.Thread(target=leaver)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    records = {r.tags["thread"]: r.id for r in wallet.records()}
+    assert records == ids
+
+
+async def test_a_scope_entered_from_concurrent_tasks_ends_each_tasks_own_action(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    scope = meter.action("shared")
+    first_inside = asyncio.Event()
+    second_done = asyncio.Event()
+
+    async def first() -> str:
+        async with scope as act:
+            first_inside.set()
+            await second_done.wait()  # exits after the second task's action ended
+            return act.id
+
+    async def second() -> str:
+        await first_inside.wait()
+        async with scope as act:
+            pass
+        second_done.set()
+        return act.id
+
+    ids = await asyncio.gather(first(), second())
+    assert [r.id for r in wallet.records()] == [ids[1], ids[0]]
+
+
+def test_a_scope_exited_more_often_than_entered_records_nothing(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    scope = meter.action("once")
+    with scope:
+        pass
+    scope.__exit__(None, None, None)
+    assert len(wallet.records()) == 1
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, "line\nbreak", "nul\x00", 7])
+def test_set_id_refuses_ids_no_wallet_could_store(meter: fc.Meter, bad: Any) -> None:
+    with meter.action("a") as act, pytest.raises(fc.ConfigurationError) as info:
+        act.set_id(bad)
+    assert info.value.field == "record_id"
+    assert repr(bad)[:20].strip("'") in str(info.value)
+
+
+def test_an_object_without_the_observer_methods_is_refused(meter: fc.Meter) -> None:
+    class Partial:
+        def on_start(self, action: fc.Action) -> None: ...
+
+    with pytest.raises(fc.ConfigurationError, match="on_start, on_end and on_record") as info:
+        meter.add_observer(Partial())  # type: ignore[arg-type]
+    assert info.value.field == "observer"
+    assert meter.observers == ()
+
+
+def test_observers_are_called_in_order_once_each(meter: fc.Meter) -> None:
+    calls: list[tuple[str, str]] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_start(self, action: fc.Action) -> None:
+            calls.append((self.name, "start"))
+
+        def on_end(self, action: fc.Action, exc: BaseException | None, credits: int) -> None:
+            calls.append((self.name, f"end {credits}"))
+
+        def on_record(self, record: fc.UsageRecord) -> None:
+            calls.append((self.name, f"record {record.credits}"))
+
+    first, second = Named("a"), Named("b")
+    meter.add_observer(first)
+    meter.add_observer(second)
+    meter.add_observer(first)  # no second registration
+    assert isinstance(first, fc.Observer)
+    meter.metered_action(name="x")(lambda: None)()
+    assert calls == [
+        ("a", "start"),
+        ("b", "start"),
+        ("a", "end 20"),
+        ("b", "end 20"),
+        ("a", "record 20"),
+        ("b", "record 20"),
+    ]
+    meter.remove_observer(first)
+    meter.remove_observer(first)  # no error
+    assert meter.observers == (second,)
+
+
+def test_a_meter_hook_reaches_meters_made_before_and_after_it() -> None:
+    from flexcredits_sdk import _meter
+
+    seen: list[fc.Meter] = []
+    before = fc.Meter()
+    hook = seen.append
+    _meter.add_meter_hook(hook)
+    try:
+        assert before in seen
+        after = fc.Meter()
+        assert after in seen
+        count = len(seen)
+        after.configure(tags={"team": "a"})
+        assert len(seen) == count + 1
+        assert seen[-1] is after
+    finally:
+        _meter._METER_HOOKS.remove(hook)
