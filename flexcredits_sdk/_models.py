@@ -182,8 +182,7 @@ def _aware(value: _dt.datetime) -> _dt.datetime:
 
 
 class UsageRecordModel(_Model):
-    """The validating form of a `UsageRecord`, used at the edges (wire, files, service);
-    `UsageRecord.from_model` turns it into the record."""
+    """The validating form of a `UsageRecord`, used at the edges (wire, files, service)."""
 
     id: Annotated[str, Field(min_length=1, max_length=64)]
     action: Annotated[str, AfterValidator(_name)]

@@ -192,7 +192,8 @@ class StubWallet:
     def _ingest(self, body: bytes, batch_id: str | None, minimal: bool = False) -> Answer:
         try:
             records = [
-                model.to_record() for model in IngestRequest.model_validate_json(body).records
+                UsageRecord.from_model(model)
+                for model in IngestRequest.model_validate_json(body).records
             ]
         except ValidationError:
             records = []
