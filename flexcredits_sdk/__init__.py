@@ -25,8 +25,9 @@ from ._exceptions import (
     RateCardError,
     UnknownActionType,
     UnknownEnvironment,
+    WalletError,
 )
-from ._export import DeadLetter, WalletError
+from ._export import DeadLetter
 from ._meter import Meter, MeterStats
 from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from ._observer import Observer

@@ -6,13 +6,15 @@ Every exception derives from one root, and the leaves also derive from the match
     FlexCreditsError
     ├── ConfigurationError (ValueError)      bad input: names the field and the value
     │   ├── RateCardError                    a malformed rate card or rate-card file
-    │   └── UnknownActionType (LookupError)  an action type the rate card does not price
-    │       UnknownEnvironment (LookupError) an environment the rate card does not price
+    │   ├── UnknownActionType (LookupError)  an action type the rate card does not price
+    │   ├── UnknownEnvironment (LookupError) an environment the rate card does not price
+    │   ├── UnpricedAction (LookupError)     a planning model has no price for an action
+    │   └── HistoryError                     a history row (planning) that cannot be read
     ├── ActionRefused                        decided before the action body runs
     │   ├── InsufficientCredits              overdraft policy "deny" and too few credits
     │   └── BudgetExceeded                   a hard budget would be exceeded
     └── WalletError                          a wallet service answered with an error or
-                                             could not be reached (`flexcredits_sdk._export`)
+                                             could not be reached
 
 Metering itself never raises into the caller's code: the only exceptions that reach an agent are
 configuration errors (at decoration or configuration time) and refusals (before the body runs).
@@ -30,10 +32,13 @@ __all__ = [
     "BudgetExceeded",
     "ConfigurationError",
     "FlexCreditsError",
+    "HistoryError",
     "InsufficientCredits",
     "RateCardError",
     "UnknownActionType",
     "UnknownEnvironment",
+    "UnpricedAction",
+    "WalletError",
 ]
 
 _MAX_SHOWN = 80
@@ -127,3 +132,47 @@ class BudgetExceeded(ActionRefused):
             action=action,
             credits=credits,
         )
+
+
+class UnpricedAction(ConfigurationError, LookupError):
+    """A pricing model cannot price an action: never a silent zero.
+
+    Attributes:
+        action: The action's name (or type, when the row has no name).
+        model: The name of the pricing model.
+        detail: Why it cannot.
+    """
+
+    def __init__(self, action: str, model: str, reason: str) -> None:
+        self.action = action
+        self.model = model
+        self.detail = reason
+        super().__init__("action", action, f"model {model!r} cannot price it: {reason}")
+
+
+class HistoryError(ConfigurationError):
+    """A row of a history file cannot be read.
+
+    Attributes:
+        line: The 1-based line number in the file (for CSV, the header is line 1).
+        source: The file's name, or ``"<stream>"``.
+    """
+
+    def __init__(self, field: str, value: Any, reason: str, *, line: int, source: str) -> None:
+        self.line = line
+        self.source = source
+        super().__init__(field, value, f"{reason} ({source}, line {line})")
+
+
+class WalletError(FlexCreditsError):
+    """A wallet service answered a question with an error, or could not be reached.
+
+    Attributes:
+        status_code: The HTTP status, or ``None`` when no answer came.
+        code: The service's machine-readable error code, if it sent one.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None):
+        self.status_code = status_code
+        self.code = code
+        super().__init__(message)

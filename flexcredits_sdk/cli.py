@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .planning._cli import register as _register_planning
+from .planning._commands import register as _register_planning
 from .server._cli import wallet
 
 

@@ -14,8 +14,7 @@ import respx
 from wallet_stub import StubServer, StubWallet
 
 import flexcredits_sdk as fc
-from flexcredits_sdk import ConfigurationError, OfflineWallet
-from flexcredits_sdk._export import WalletError
+from flexcredits_sdk import ConfigurationError, OfflineWallet, WalletError
 from flexcredits_sdk.wallets import AsyncHttpWallet, HttpWallet, Sink, Wallet
 
 UTC = _dt.UTC

@@ -4,7 +4,7 @@ from ._exporter import Exporter
 from ._outbox import DeadLetter, MemoryOutbox, default_outbox_dir, encode
 from ._settings import Durability, ExportSettings, Overflow
 from ._sqlite import SqliteOutbox
-from ._transport import Transport, WalletError, check_url
+from ._transport import Transport, check_url
 
 __all__ = [
     "DeadLetter",
@@ -15,7 +15,6 @@ __all__ = [
     "Overflow",
     "SqliteOutbox",
     "Transport",
-    "WalletError",
     "check_url",
     "default_outbox_dir",
     "encode",

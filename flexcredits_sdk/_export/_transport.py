@@ -18,14 +18,13 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from .._exceptions import ConfigurationError, FlexCreditsError
+from .._exceptions import ConfigurationError, WalletError
 from .._wire import API_VERSION, ErrorResponse, IngestResponse, RecordResult
 
 __all__ = [
     "DeliveryRetry",
     "IngestOutcome",
     "Transport",
-    "WalletError",
     "check_url",
     "error_from_response",
     "parse_retry_after",
@@ -34,20 +33,6 @@ __all__ = [
 _RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 _PAUSE_STATUS = frozenset({401, 403})
 _USER_AGENT = "flexcredits-sdk-python"
-
-
-class WalletError(FlexCreditsError):
-    """A wallet service answered a question with an error, or could not be reached.
-
-    Attributes:
-        status_code: The HTTP status, or ``None`` when no answer came.
-        code: The service's machine-readable error code, if it sent one.
-    """
-
-    def __init__(self, message: str, *, status_code: int | None = None, code: str | None = None):
-        self.status_code = status_code
-        self.code = code
-        super().__init__(message)
 
 
 class DeliveryRetry(Exception):

@@ -6,11 +6,11 @@ Pricing models are data (`CreditPlan`, `PerConversation`, `PerResolution`, `PerT
 from JSON or TOML files or built from `PRESETS`.
 """
 
+from .._exceptions import HistoryError, UnpricedAction
 from ._daily import daily_from_history, daily_from_wallet, read_daily
-from ._errors import HistoryError, UnpricedAction
 from ._forecast import Backtest, Forecast, ForecastDay, backtest, forecast
 from ._history import COLUMNS, HistoryRow, read_history, rows_from_records
-from ._models import (
+from ._plans import (
     Allotment,
     CreditPlan,
     PerConversation,

@@ -9,11 +9,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, HistoryError
 from .._pricing import to_exact
-from ._errors import HistoryError
 from ._history import HistoryFormat, HistoryRow, read_history
-from ._models import CreditPlan
+from ._plans import CreditPlan
 from ._presets import resolve_model
 
 __all__ = ["daily_from_history", "daily_from_wallet", "read_daily"]

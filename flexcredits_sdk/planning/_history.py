@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, HistoryError
 from .._records import UsageRecord
-from ._errors import HistoryError
 from ._rows import HistoryRow, _Bad, _Reader
 
 _fast_loads: Callable[[bytes], Any] | None

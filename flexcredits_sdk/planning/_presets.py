@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .._exceptions import ConfigurationError
 from .._pricing import RateCard
-from ._models import (
+from ._plans import (
     Allotment,
     CreditPlan,
     PerConversation,

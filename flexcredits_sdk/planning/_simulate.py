@@ -22,10 +22,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import ConfigurationError
-from ._errors import HistoryError, UnpricedAction
+from .._exceptions import ConfigurationError, HistoryError, UnpricedAction
 from ._history import HistoryFormat, HistoryRow, read_history
-from ._models import CreditPlan, PerConversation, PerResolution, PerTicket
+from ._plans import CreditPlan, PerConversation, PerResolution, PerTicket
 from ._presets import resolve_model
 from ._results import (
     CostStats,

@@ -15,8 +15,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from .._environment import API_KEY_VARIABLE, OUTBOX_DIR_VARIABLE, URL_VARIABLE
-from .._exceptions import ConfigurationError
-from .._export import DeadLetter, Exporter, Transport, WalletError, check_url, default_outbox_dir
+from .._exceptions import ConfigurationError, WalletError
+from .._export import DeadLetter, Exporter, Transport, check_url, default_outbox_dir
 from .._export._settings import ExportSettings
 from .._export._transport import error_from_response
 from .._models import validation_error

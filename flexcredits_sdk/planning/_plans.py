@@ -29,9 +29,9 @@ from .._exceptions import (
     RateCardError,
     UnknownActionType,
     UnknownEnvironment,
+    UnpricedAction,
 )
 from .._pricing import Money, RateCard
-from ._errors import UnpricedAction
 
 __all__ = [
     "Allotment",

@@ -14,12 +14,11 @@ from typing import IO, Any
 
 import click
 
-from .._exceptions import FlexCreditsError
+from .._exceptions import FlexCreditsError, HistoryError
 from ._daily import daily_from_history, read_daily
-from ._errors import HistoryError
 from ._forecast import Forecast, forecast
 from ._history import read_history
-from ._models import CreditPlan
+from ._plans import CreditPlan
 from ._presets import PRESETS, resolve_model
 from ._report import render
 from ._simulate import Simulator
