@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-PAGES = ["index.md", "metering.md", "pricing.md", "wallet.md"]
+PAGES = ["index.md", "metering.md", "pricing.md", "wallet.md", "architecture.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
