@@ -18,9 +18,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .._records import UsageRecord
 from .._usage import from_columns, to_columns
@@ -36,15 +35,20 @@ __all__ = ["Exporter"]
 logger = logging.getLogger("flexcredits_sdk")
 
 RejectedCallback = Callable[[DeadLetter], Any]
+T = TypeVar("T")
 
 
 _EXPORTERS: weakref.WeakSet[Exporter] = weakref.WeakSet()
-_popleft = deque.popleft
 #: Queued records are moved into blocks of columns this many at a time, on the caller's thread:
 #: tuples of strings and numbers that the garbage collector stops scanning. Records waiting as
 #: they came would survive young collections, be promoted, and set off full collections of the
 #: host process's heap, paid by the caller.
 _BLOCK = 128
+
+
+def _take_oldest(queue: deque[T], count: int) -> list[T]:
+    """Remove and return the `count` oldest records of `queue` (the caller holds its lock)."""
+    return [queue.popleft() for _ in range(count)]
 
 
 class Exporter:
@@ -93,7 +97,7 @@ class Exporter:
     def _setup(self) -> None:
         self._pid = os.getpid()
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._queue: deque[tuple[Any, ...]] = deque()  # records, or tuples of their fields
+        self._queue: deque[tuple[Any, ...]] = deque()  # records
         self._blocks: deque[tuple[tuple[Any, ...], ...]] = deque()  # older ones, as columns
         self._in_blocks = 0
         self._left = 0  # records that left the queue: committed, or dropped
@@ -206,7 +210,7 @@ class Exporter:
         with self._block_lock:
             queue = self._queue
             if len(queue) >= _BLOCK:
-                self._blocks.append(to_columns(list(map(_popleft, repeat(queue, _BLOCK)))))
+                self._blocks.append(to_columns(_take_oldest(queue, _BLOCK)))
                 self._in_blocks += _BLOCK
 
     def _waiting(self) -> int:
@@ -234,7 +238,7 @@ class Exporter:
                 blocks.append(block)
                 taken += size
             queue = self._queue
-            records = list(map(_popleft, repeat(queue, min(count - taken, len(queue)))))
+            records = _take_oldest(queue, min(count - taken, len(queue)))
             self._left += taken + len(records)
         return blocks, records
 
