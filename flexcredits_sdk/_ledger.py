@@ -19,16 +19,23 @@ Rules:
 * A budget counts the credits of records whose tags include all of its tags, per calendar day
   or month (UTC) or for ever; a hard budget refuses actions that would exceed it, and any budget
   alerts once per period when its spending first goes past its limit.
+* A batch of records (`Ledger.book_many`) is booked in the order of the records' end times, ties
+  by id, each at its end time or at the batch's ``now`` if it ends later: grant expiry, budget
+  periods and alerts see the same sequence whatever order the records arrived in. The offline
+  wallet and the wallet service both book through it.
+
+The ledger's whole state is JSON-ready data (`Ledger.to_state`, `Ledger.from_state`), which the
+wallet service stores per tenant.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as _dt
-import itertools
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Literal
 
 from ._exceptions import BudgetExceeded, ConfigurationError, InsufficientCredits
@@ -45,6 +52,36 @@ Amount = int | Decimal
 _NEVER = 1 << 127
 _DAY_NS = 86_400 * 1_000_000_000
 _UTC = _dt.UTC
+
+#: The version of `Ledger.to_state`'s layout (1: before holds and alerts were part of it).
+STATE_FORMAT = 2
+
+# Fields of a `UsageRecord`, by position: records may also come as plain tuples of its fields.
+_credits = itemgetter(4)
+_start_ns = itemgetter(8)
+_duration_ns = itemgetter(9)
+
+
+def _put(amount: Amount) -> int | str:
+    """An amount as JSON: an int as itself, a Decimal as its exact text."""
+    return amount if type(amount) is int else str(amount)
+
+
+def _get(data: int | str) -> Amount:
+    """What `_put` wrote, of the same type and representation."""
+    return data if type(data) is int else Decimal(data)
+
+
+def _get_v1(data: int | str) -> Amount:
+    """An amount of state format 1, where every amount was text."""
+    if isinstance(data, int):
+        return data
+    return int(data) if data.lstrip("-").isdigit() else Decimal(data)
+
+
+def _booking_key(record: UsageRecord) -> tuple[int, str]:
+    """The order of a batch's bookings: by end time, then by id."""
+    return record[8] + record[9], record[0]
 
 
 @dataclass(eq=False)
@@ -131,10 +168,14 @@ class _Watch:
 
 @dataclass(eq=False)
 class Hold:
-    """Credits reserved for a running action; released when its record is booked."""
+    """Credits reserved for a running action; released when its record is booked.
+
+    It names its budgets by id, so it can be released on a ledger rebuilt from `to_state`, and
+    on a budget that `set_budget` replaced meanwhile.
+    """
 
     credits: Amount
-    budgets: list[_Budget] = field(default_factory=list)
+    budgets: tuple[str, ...] = ()
     released: bool = False
 
 
@@ -166,29 +207,13 @@ class Ledger:
         self._budgets: list[_Budget] = []
         self._hard_budgets = False
         self._watches: list[_Watch] = []
-        self._grant_seq = itertools.count(1)
-        self._budget_seq = itertools.count(1)
-        self._watch_seq = itertools.count(1)
+        # The next number of each kind of id.
+        self._grant_seq = 1
+        self._budget_seq = 1
+        self._watch_seq = 1
         self.alerts: list[Alert] = []
 
     # --- state --------------------------------------------------------------------------------
-
-    def dump(self) -> dict[str, Any]:
-        """Return the ledger's state (without alerts and holds) as JSON-ready data."""
-        from ._ledger_state import dump_ledger
-
-        return dump_ledger(self)
-
-    @classmethod
-    def load(cls, data: dict[str, Any], rate_card: RateCard) -> Ledger:
-        """Rebuild the ledger that `dump` described.
-
-        Raises:
-            ConfigurationError: The document has an unknown format.
-        """
-        from ._ledger_state import load_ledger
-
-        return load_ledger(data, rate_card)
 
     @property
     def reacts(self) -> bool:
@@ -196,9 +221,177 @@ class Ledger:
         return bool(self._budgets or self._watches)
 
     @property
-    def needs_authorization(self) -> bool:
-        """Whether actions must be authorised (and may be refused) before they run."""
+    def authorizes(self) -> bool:
+        """Whether actions must be authorized (and may be refused) before they run."""
         return self.overdraft == "deny" or self._hard_budgets
+
+    def to_state(self) -> dict[str, Any]:
+        """Return the ledger's whole state as JSON-ready data, for `from_state`.
+
+        Amounts are JSON integers when they are ints and strings when they are Decimals, so
+        that both come back exactly as they were. Holds are there as the credits they hold,
+        overall and per budget: a `Hold` taken before is released on the rebuilt ledger too.
+        The alert history (`alerts`) is there as well; a wallet that keeps alerts elsewhere
+        empties it first.
+        """
+        return {
+            "format": STATE_FORMAT,
+            "overdraft": self.overdraft,
+            "next": {
+                "grant": self._grant_seq,
+                "budget": self._budget_seq,
+                "watch": self._watch_seq,
+            },
+            "granted": _put(self._granted),
+            "used": _put(self._used),
+            "expired": _put(self._expired),
+            "owed": _put(self._owed),
+            "held": _put(self._held),
+            "available": _put(self._available),
+            "active_granted": _put(self._active_granted),
+            "grants": [
+                [
+                    g.id,
+                    _put(g.credits),
+                    _put(g.remaining),
+                    g.source,
+                    g.priority,
+                    None if g.expires_ns == _NEVER else g.expires_ns,
+                    g.granted_ns,
+                    g.seq,
+                    g.expired,
+                ]
+                for g in self._grants
+            ],
+            "budgets": [
+                {
+                    "id": b.id,
+                    "name": b.name,
+                    "limit": _put(b.limit),
+                    "tags": dict(b.tags),
+                    "period": b.period,
+                    "hard": b.hard,
+                    "spent": _put(b.spent),
+                    "held": _put(b.held),
+                    "period_start": b.period_start,
+                    "period_end": b.period_end,
+                    "alerted": b.alerted,
+                }
+                for b in self._budgets
+            ],
+            "watches": [
+                {
+                    "id": w.id,
+                    "credits": None if w.credits is None else _put(w.credits),
+                    "percent": None if w.percent is None else str(w.percent),
+                    "fired": w.fired,
+                }
+                for w in self._watches
+            ],
+            "alerts": [
+                [
+                    a.kind,
+                    a.message,
+                    _put(a.threshold),
+                    _put(a.value),
+                    a.budget_id,
+                    datetime_to_ns(a.at),
+                ]
+                for a in self.alerts
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], rate_card: RateCard) -> Ledger:
+        """Rebuild the ledger whose `to_state` gave `state`.
+
+        Also reads the layout of earlier versions (format 1: no holds or alerts, every amount
+        a string).
+
+        Raises:
+            ConfigurationError: The state has an unknown format.
+        """
+        form = state.get("format")
+        if form not in (1, STATE_FORMAT):
+            raise ConfigurationError("format", form, f"must be {STATE_FORMAT} (or 1)")
+        get = _get if form == STATE_FORMAT else _get_v1
+        ledger = cls(rate_card, overdraft=state["overdraft"])
+        if form == STATE_FORMAT:
+            ids = state["next"]
+            ledger._grant_seq, ledger._budget_seq = ids["grant"], ids["budget"]
+            ledger._watch_seq = ids["watch"]
+        else:
+            ids = state["counters"]
+            ledger._grant_seq, ledger._budget_seq = ids["_grant_seq"], ids["_budget_seq"]
+            ledger._watch_seq = ids["_watch_seq"]
+        ledger._granted = get(state["granted"])
+        ledger._used = get(state["used"])
+        ledger._expired = get(state["expired"])
+        ledger._owed = get(state["owed"])
+        ledger._held = get(state.get("held", 0))
+        # As the ledger kept them: sums of the grants' amounts, in the same representation.
+        ledger._available = get(state["available"])
+        ledger._active_granted = get(state["active_granted"])
+        for gid, credits, remaining, source, priority, expires, granted, seq, expired in state[
+            "grants"
+        ]:
+            g = _Grant(
+                id=gid,
+                credits=get(credits),
+                remaining=get(remaining),
+                source=source,
+                priority=priority,
+                expires_ns=_NEVER if expires is None else expires,
+                granted_ns=granted,
+                seq=seq,
+                expired=expired,
+            )
+            ledger._grants.append(g)
+            if not expired:
+                ledger._next_expiry = min(ledger._next_expiry, g.expires_ns)
+                if g.remaining:
+                    ledger._active.append(g)
+        ledger._active.sort(key=lambda g: g.burn_key)
+        ledger._active_keys = [g.burn_key for g in ledger._active]
+        for b in state["budgets"]:
+            period_end = b["period_end"]
+            ledger._budgets.append(
+                _Budget(
+                    id=b["id"],
+                    name=b["name"],
+                    limit=get(b["limit"]),
+                    tags=dict(b["tags"]),
+                    period=b["period"],
+                    hard=b["hard"],
+                    spent=get(b["spent"]),
+                    held=get(b.get("held", 0)),
+                    period_start=b["period_start"],
+                    period_end=_NEVER if period_end is None else period_end,
+                    alerted=b["alerted"],
+                )
+            )
+        ledger._hard_budgets = any(b.hard for b in ledger._budgets)
+        for w in state["watches"]:
+            ledger._watches.append(
+                _Watch(
+                    id=w["id"],
+                    credits=None if w["credits"] is None else get(w["credits"]),
+                    percent=None if w["percent"] is None else Decimal(w["percent"]),
+                    fired=w["fired"],
+                )
+            )
+        for kind, message, threshold, value, budget_id, at_ns in state.get("alerts", ()):
+            ledger.alerts.append(
+                Alert(
+                    kind=kind,
+                    message=message,
+                    threshold=get(threshold),
+                    value=get(value),
+                    budget_id=budget_id,
+                    at=ns_to_datetime(at_ns),
+                )
+            )
+        return ledger
 
     def credits(self, now_ns: int) -> Amount:
         """Return the spendable balance: granted and unexpired, minus what is owed."""
@@ -250,7 +443,8 @@ class Ledger:
         """
         if now_ns >= self._next_expiry:
             self._expire(now_ns)
-        seq = next(self._grant_seq)
+        seq = self._grant_seq
+        self._grant_seq += 1
         g = _Grant(
             id=grant_id or f"grant-{seq}",
             credits=credits,
@@ -325,7 +519,7 @@ class Ledger:
             balance = self.credits(now_ns) - self._held
             if balance < credits:
                 raise InsufficientCredits(action=action, credits=credits, balance=balance)
-        hold = Hold(credits)
+        matched: list[_Budget] = []
         for budget in self._budgets:
             if budget.hard and budget.matches(tags):
                 budget.roll(now_ns)
@@ -336,11 +530,11 @@ class Ledger:
                         budget=budget,
                         spent=budget.spent + budget.held,
                     )
-                hold.budgets.append(budget)
+                matched.append(budget)
         self._held += credits
-        for budget in hold.budgets:
+        for budget in matched:
             budget.held += credits
-        return hold
+        return Hold(credits, tuple(b.id for b in matched))
 
     def release(self, hold: Hold) -> None:
         """Give back the credits `hold` reserved (idempotent)."""
@@ -348,12 +542,16 @@ class Ledger:
             return
         hold.released = True
         self._held -= hold.credits
-        for budget in hold.budgets:
-            budget.held -= hold.credits
+        if hold.budgets:
+            for budget in self._budgets:
+                if budget.id in hold.budgets:
+                    budget.held -= hold.credits
 
     def book(self, record: UsageRecord, now_ns: int, hold: Hold | None = None) -> list[Alert]:
-        """Charge a record's credits and update budgets and alerts.
+        """Charge a record's credits at `now_ns` and update budgets and alerts.
 
+        Wallets book what they receive with `book_many`, which decides when each record is
+        booked; this books one record at a time already decided (a replay of a wallet's log).
         The caller books each record id once (see `RecordLog`).
 
         Returns:
@@ -375,21 +573,54 @@ class Ledger:
             fired.extend(self._check_watches(now_ns))
         return fired
 
-    @property
-    def next_expiry(self) -> int:
-        """When the next grant expires, in Unix nanoseconds (a huge number if never)."""
-        return self._next_expiry
+    @staticmethod
+    def booking_order(records: Sequence[UsageRecord], now_ns: int) -> list[tuple[int, UsageRecord]]:
+        """Return when and in what order `book_many` books `records`: the booking rule.
 
-    def book_credits(self, credits: Amount, now_ns: int) -> None:
-        """Charge the credits of several records at once.
+        Each record is booked at its end time, or at `now_ns` when it ends later; the records
+        are booked in the order of their end times, ties by id. A wallet that logs its bookings
+        logs them in this order and replays them with `book`.
 
-        Only for a ledger without budgets or watches (`reacts` is false), with no grant
-        expiring before `now_ns`: then booking them one by one would give the same state.
+        Returns:
+            ``(booking time, record)`` pairs, in booking order.
         """
-        if now_ns >= self._next_expiry:
-            self._expire(now_ns)
-        if credits:
-            self._debit(credits)
+        ordered = sorted(records, key=_booking_key)
+        return [(min(r[8] + r[9], now_ns), r) for r in ordered]
+
+    def book_many(self, records: Sequence[UsageRecord], now_ns: int) -> list[Alert]:
+        """Book a batch of records that arrived together, by the rule of `booking_order`.
+
+        The offline wallet and the wallet service both book through this method, so the same
+        batch gives both the same balances, budgets and alerts, whatever its order. The caller
+        books each record id once (see `RecordLog`).
+
+        Args:
+            records: The batch (`UsageRecord`s, or plain tuples of their fields when nothing
+                can react: no budgets or low-balance watches).
+            now_ns: The time the batch is booked: no record is booked later than this.
+
+        Returns:
+            The alerts the batch fired, in booking order.
+        """
+        if not records:
+            return []
+        # --- the fast path, the only one ---------------------------------------------------
+        # When no budget or watch can react and no grant expires by the batch's last booking
+        # time, booking the records one by one in any order debits the same total from the
+        # same grants: debit the sum at once. The bound on that time (the latest start plus the
+        # longest duration) is computed at C speed; it can only send a batch to the general
+        # path needlessly, never the other way.
+        if not (self._budgets or self._watches):
+            last = max(map(_start_ns, records)) + max(map(_duration_ns, records))
+            if min(last, now_ns) < self._next_expiry:
+                amount = sum(map(_credits, records))
+                if amount:
+                    self._debit(amount)
+                return []
+        fired: list[Alert] = []
+        for at, record in self.booking_order(records, now_ns):
+            fired.extend(self.book(record, at))
+        return fired
 
     # --- budgets ------------------------------------------------------------------------------
 
@@ -407,9 +638,11 @@ class Ledger:
         if period not in ("day", "month", None):
             raise ConfigurationError("period", period, "must be 'day', 'month' or None")
         tags = dict(tags or {})
+        seq = self._budget_seq
+        self._budget_seq += 1
         label = name or (", ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "all actions")
         budget = _Budget(
-            id=f"budget-{next(self._budget_seq)}",
+            id=f"budget-{seq}",
             name=label,
             limit=credits,
             tags=tags,
@@ -473,7 +706,8 @@ class Ledger:
         Returns:
             The watch id, which alerts from this watch carry in ``budget_id``.
         """
-        watch = _Watch(id=f"watch-{next(self._watch_seq)}", credits=credits, percent=percent)
+        watch = _Watch(id=f"watch-{self._watch_seq}", credits=credits, percent=percent)
+        self._watch_seq += 1
         watch.fired = self.credits(now_ns) < self._threshold(watch)
         self._watches.append(watch)
         return watch.id

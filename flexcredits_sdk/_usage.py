@@ -197,11 +197,6 @@ def from_columns(columns: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
-def _may_be_made(record_id: str) -> bool:
-    """Whether `record_id` could be an id a meter made: a UUIDv7 string."""
-    return len(record_id) == 36 and record_id[14] == "7"
-
-
 class RecordLog:
     """Records in booking order, each id at most once.
 
@@ -209,67 +204,63 @@ class RecordLog:
     append in bulk, compact in memory, and nearly free for the garbage collector, which would
     otherwise scan every record in each full collection of the host process.
 
-    Ids are checked against the log only where a duplicate can come from. A record whose id its
-    meter made (`add_made`) is unique by construction, so the log indexes those ids only once
-    some other record could repeat one: a record added with `add` whose id is a UUIDv7, like
-    theirs. Ids that cannot be a meter's (`derive_id` values, ids of other forms) are indexed
-    as they come, in a set that holds only them.
+    One rule finds the duplicates, for any id: a record whose id is greater (as a string) than
+    every id the log has seen is new, with no lookup. A meter's ids are UUIDv7 strings that
+    increase within its process, so that is the common case. Only an id that is not greater
+    needs the index of ids, which is built from the stored ids when first needed and kept up to
+    date from then on.
     """
 
-    __slots__ = ("_chunks", "_count", "_made", "_other", "_other_v7", "_tail")
+    __slots__ = ("_chunks", "_count", "_index", "_tail", "_top")
 
     def __init__(self) -> None:
         self._chunks: list[tuple[Any, ...]] = []  # each a tuple of columns
         self._tail: list[tuple[Any, ...]] = []
         self._count = 0
-        self._other: set[str] = set()  # ids of records added with `add`
-        self._other_v7: set[str] = set()  # those of them shaped like a meter's ids
-        self._made: set[str] | None = None  # ids of records added with `add_made`, on need
-
-    def add_made(self, records: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Append records whose ids their meter made for them; return those appended.
-
-        Records may come as `UsageRecord` or as plain tuples of its fields.
-
-        Such ids never repeat among themselves, so the only check is against the few records
-        `add` took with ids of the same shape (a user may have set one of them to an id the
-        meter had made for an action still running).
-        """
-        if self._other_v7 and not self._other_v7.isdisjoint(map(_first, records)):
-            records = [r for r in records if r[0] not in self._other_v7]
-        if self._made is not None:
-            self._made.update(map(_first, records))
-        self._extend(records)
-        return records
+        self._top = ""  # the greatest id seen
+        self._index: set[str] | None = None  # every id seen, once first needed
 
     def add(self, record: UsageRecord) -> bool:
         """Append `record` unless its id is already here; return whether it was added."""
-        record_id = record[0]
-        if record_id in self._other or record_id in self._made_ids(record_id):
-            return False
-        self._other.add(record_id)
-        if _may_be_made(record_id):
-            self._other_v7.add(record_id)
-        if type(record.tags) is not dict:
-            record = record._replace(tags=dict(record.tags))
-        self._extend([record])
-        return True
+        return bool(self.add_many((record,)))
 
-    def _made_ids(self, record_id: str) -> set[str] | tuple[()]:
-        """The ids of meter-made records `record_id` could repeat (indexed on first need)."""
-        if not _may_be_made(record_id):
-            return ()
-        if self._made is None:
-            other = self._other
-            self._made = {i for i in self._ids() if i not in other}
-        return self._made
+    def add_many(self, records: Sequence[UsageRecord]) -> Sequence[UsageRecord]:
+        """Append the records whose ids are not here yet; return those appended, in order.
+
+        A record whose id an earlier one of `records` has is not appended either.
+        """
+        if not records:
+            return records
+        ids = list(map(_first, records))
+        top = self._top
+        index = self._index
+        if min(ids) > top and (len(ids) == 1 or len(set(ids)) == len(ids)):
+            # Every id is greater than any seen, and they differ: all are new (C speed).
+            self._top = max(ids)
+            if index is not None:
+                index.update(ids)
+            self._extend(records)
+            return records
+        if index is None:
+            index = self._index = set(self._ids())
+        added = []
+        for record in records:
+            record_id = record[0]
+            if record_id not in index:
+                index.add(record_id)
+                added.append(record)
+                if record_id > top:
+                    top = record_id
+        self._top = top
+        self._extend(added)
+        return added
 
     def _ids(self) -> Iterator[str]:
         for chunk in self._chunks:
             yield from chunk[0]
         yield from map(_first, self._tail)
 
-    def _extend(self, records: list[tuple[Any, ...]]) -> None:
+    def _extend(self, records: Sequence[tuple[Any, ...]]) -> None:
         tail = self._tail
         tail.extend(records)
         self._count += len(records)
@@ -280,16 +271,12 @@ class RecordLog:
         self._chunks.append(to_columns(self._tail))
         self._tail = []
 
-    def is_new(self, record_id: str, *, made: bool = False) -> bool:
-        """Whether a record with `record_id` would be added (`made`: by `add_made`)."""
-        if made:
-            return record_id not in self._other_v7
-        return record_id not in self
-
     def __contains__(self, record_id: object) -> bool:
-        if not isinstance(record_id, str):
+        if not isinstance(record_id, str) or record_id > self._top:
             return False
-        return record_id in self._other or record_id in self._made_ids(record_id)
+        if self._index is None:
+            self._index = set(self._ids())
+        return record_id in self._index
 
     def __len__(self) -> int:
         return self._count

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from server_fixtures import PostgresCluster, pg_cluster
 
-from flexcredits_sdk import ConfigurationError, RateCard
-from flexcredits_sdk._ledger import Ledger
+from flexcredits_sdk import ConfigurationError
 from flexcredits_sdk._records import UsageRecord
 from flexcredits_sdk.cli import main
 from flexcredits_sdk.server import ServerSettings, WalletStore
@@ -25,97 +21,7 @@ from flexcredits_sdk.server._schema import from_nano, to_nano
 
 __all__ = ["pg_cluster"]
 
-CARD = RateCard.agentforce()
-DAY = 86_400 * 10**9
 T0 = 1_780_000_000 * 10**9
-
-# --- the ledger document -------------------------------------------------------------------
-
-
-def test_the_document_knows_every_field_of_the_ledger() -> None:
-    """Fails when the core ledger gains state that the service would not persist."""
-    assert set(vars(Ledger(CARD))) == {
-        "rate_card",
-        "overdraft",
-        "_grants",
-        "_active",
-        "_active_keys",
-        "_next_expiry",
-        "_available",
-        "_active_granted",
-        "_granted",
-        "_used",
-        "_expired",
-        "_owed",
-        "_held",
-        "_budgets",
-        "_hard_budgets",
-        "_watches",
-        "_grant_seq",
-        "_budget_seq",
-        "_watch_seq",
-        "alerts",
-    }
-
-
-amounts = st.one_of(
-    st.integers(1, 5_000), st.decimals("0.5", "500", places=1).map(lambda d: d.normalize())
-)
-operations = st.lists(
-    st.one_of(
-        st.tuples(st.just("grant"), amounts, st.integers(0, 2), st.sampled_from([None, 1, 3])),
-        st.tuples(st.just("book"), amounts, st.sampled_from(["a", "b"]), st.integers(0, 2)),
-        st.tuples(st.just("budget"), amounts, st.sampled_from(["a", "b"]), st.none()),
-        st.tuples(st.just("watch"), amounts, st.none(), st.none()),
-        st.tuples(st.just("save"), st.none(), st.none(), st.none()),
-    ),
-    max_size=30,
-)
-
-
-def _apply(ledger: Ledger, op: tuple[Any, ...], now: int, n: int) -> list[Any]:
-    kind, amount, x, y = op
-    if kind == "grant":
-        expires = None if y is None else now + y * DAY
-        info, fired = ledger.grant(amount, now_ns=now, priority=x, expires_ns=expires)
-        return [info, fired]
-    if kind == "book":
-        record = UsageRecord(f"r{n}", "act", "standard", 1, amount, "production", {"team": x},
-                             None, now, 0)  # fmt: skip
-        return ledger.book(record, now + y * DAY)
-    if kind == "budget":
-        return [ledger.set_budget(amount, now_ns=now, tags={"team": x}, hard=False)]
-    if kind == "watch":
-        return [ledger.watch_low_balance(credits=amount, now_ns=now)]
-    return []
-
-
-@settings(max_examples=150, deadline=None)
-@given(operations, st.sampled_from(["allow", "deny"]))
-def test_a_reloaded_ledger_behaves_like_the_original(
-    ops: list[tuple[Any, ...]], overdraft: str
-) -> None:
-    original = Ledger(CARD, overdraft=overdraft)  # type: ignore[arg-type]
-    reloaded = Ledger(CARD, overdraft=overdraft)  # type: ignore[arg-type]
-    now = T0
-    for n, op in enumerate(ops):
-        now += DAY // 3
-        if op[0] == "save":
-            document = json.loads(json.dumps(reloaded.dump()))
-            reloaded = Ledger.load(document, CARD)
-            continue
-        assert _apply(original, op, now, n) == _apply(reloaded, op, now, n)
-    later = now + 5 * DAY
-    assert original.balance(later) == reloaded.balance(later)
-    assert original.grants(later) == reloaded.grants(later)
-    assert original.budgets(later) == reloaded.budgets(later)
-    assert original.dump() == reloaded.dump()
-
-
-def test_an_unknown_document_format_is_refused() -> None:
-    with pytest.raises(ConfigurationError, match="format=99"):
-        Ledger.load({"format": 99}, CARD)
-
 
 # --- values --------------------------------------------------------------------------------
 

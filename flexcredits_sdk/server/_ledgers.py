@@ -74,7 +74,7 @@ def _load(
         version, text = conn.execute(
             sa.select(tenants.c.version, tenants.c.ledger).where(tenants.c.id == tenant_id)
         ).one()
-        ledger = Ledger.load(json.loads(text), rate_card)
+        ledger = Ledger.from_state(json.loads(text), rate_card)
     return version, ledger
 
 
@@ -113,11 +113,12 @@ def change_ledger(
     """
     version, ledger = _load(conn, tenant_id, cache, rate_card, lock=True)
     result, fired = change(ledger)
+    ledger.alerts.clear()  # the alerts table keeps them: the document stays small
     new_version = version + 1
     conn.execute(
         sa.update(tenants)
         .where(tenants.c.id == tenant_id)
-        .values(ledger=json.dumps(ledger.dump()), version=new_version)
+        .values(ledger=json.dumps(ledger.to_state()), version=new_version)
     )
     if fired:
         _store_alerts(conn, tenant_id, fired)

@@ -51,7 +51,7 @@ tenants = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("created_ns", sa.BigInteger, nullable=False),
-    # The ledger document (`Ledger.dump`) and its version, bumped by every change.
+    # The ledger document (`Ledger.to_state`) and its version, bumped by every change.
     sa.Column("ledger", sa.Text, nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("webhook_url", sa.String(2000)),

@@ -122,7 +122,7 @@ class WalletStore:
                 .values(
                     name=name,
                     created_ns=now,
-                    ledger=json.dumps(ledger.dump()),
+                    ledger=json.dumps(ledger.to_state()),
                     version=1,
                 )
                 .returning(tenants.c.id)
@@ -298,7 +298,7 @@ class WalletStore:
                         added.append(r)
 
                 def change(ledger: Ledger) -> tuple[None, list[Alert]]:
-                    return None, _book(ledger, added, now)
+                    return None, ledger.book_many(added, now)
 
                 change_ledger(conn, tenant_id, self._cache, self.rate_card, change, after)
         return inserted
@@ -364,15 +364,3 @@ class WalletStore:
                 .where(tenants.c.id == tenant_id)
                 .values(webhook_url=url, webhook_secret=secret)
             )
-
-
-def _book(ledger: Ledger, added: list[UsageRecord], now: int) -> list[Alert]:
-    """Charge `added` as the offline wallet does: each at its end time, at most now."""
-    last = min(now, max(r.start_time_ns + r.duration_ns for r in added))
-    if not ledger.reacts and last < ledger.next_expiry:
-        ledger.book_credits(sum(r.credits for r in added), last)
-        return []
-    fired: list[Alert] = []
-    for record in sorted(added, key=lambda r: r.start_time_ns + r.duration_ns):
-        fired.extend(ledger.book(record, min(now, record.start_time_ns + record.duration_ns)))
-    return fired

@@ -9,7 +9,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,6 @@ __all__ = ["OfflineWallet"]
 #: Queued records are booked once this many wait: records that die young cost the garbage
 #: collector least.
 _DRAIN_AT = 128
-_as_record = UsageRecord._make
-_credits = itemgetter(4)
-_start_ns = itemgetter(8)
-_duration_ns = itemgetter(9)
 
 logger = logging.getLogger("flexcredits_sdk")
 
@@ -94,7 +89,7 @@ class OfflineWallet:
         self._clock = clock or time.time_ns
         self._alert_callbacks: list[AlertCallback] = []
         self._watch_callbacks: dict[str, AlertCallback] = {}
-        self._pending: deque[tuple[Any, ...]] = deque()  # fields of records to book
+        self._pending: deque[UsageRecord] = deque()  # records to book
         self._store: SqliteStore | None = None
         if path is not None:
             self._store = SqliteStore(Path(path))
@@ -119,73 +114,77 @@ class OfflineWallet:
             self._drain()
             return self._ledger.authorize(action, credits, tags, self._clock())
 
-    def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
-        """Book one record (once per id)."""
-        self.book(record, hold)
+    def submit(self, record: UsageRecord, hold: Hold | None = None, /) -> None:
+        """Book one finished record (once per id); the meter calls this for every action.
 
-    def submit_new(self, fields: tuple[Any, ...], hold: Any = None, /) -> None:
-        """Book one record whose id its meter made for it (its fields, in `UsageRecord` order);
-        called when an action finishes.
-
-        When nothing can react to a booking (no file, no holds, budgets or low-balance
-        watches), the record is only queued here, on the caller's thread, and booked by the
-        next call that reads or changes the wallet: every answer still includes it.
+        When nothing can react to a booking (no file, no hold, budgets or low-balance watches),
+        the record is only queued here, on the caller's thread, and booked with the others
+        queued (see `book_many`) by the next call that reads or changes the wallet, or once
+        128 wait: every answer still includes it.
         """
         if self._eager or hold is not None:
-            with self._lock:
-                self._drain()
-                fired = self._book(_as_record(fields), hold, made=True)[1]
-            if fired:
-                self._dispatch(fired)
+            self.book(record, hold)
         else:
             pending = self._pending
-            pending.append(fields)
+            pending.append(record)
             if len(pending) >= _DRAIN_AT:
                 with self._lock:
                     self._drain()
 
     def book(self, record: UsageRecord, hold: Hold | None = None) -> bool:
-        """Book one record unless its id was booked before; return whether it was booked now."""
+        """Book one record unless its id was booked before; return whether it was booked now.
+
+        Args:
+            record: The record.
+            hold: What `authorize` returned for its action, released now.
+        """
         with self._lock:
             self._drain()
-            booked, fired = self._book(record, hold)
-        if fired:
-            self._dispatch(fired)
-        return booked
-
-    def _book(
-        self, record: UsageRecord, hold: Hold | None, *, made: bool = False
-    ) -> tuple[bool, list[Alert]]:
-        log = self._log
-        if not log.is_new(record.id, made=made):
             if hold is not None:
                 self._ledger.release(hold)
-            return False, []
-        now = record.start_time_ns + record.duration_ns
+            added, fired = self._book_batch((record,))
+        if fired:
+            self._dispatch(fired)
+        return bool(added)
+
+    def book_many(self, records: Sequence[UsageRecord]) -> int:
+        """Book records that arrived together, as the wallet service books a batch.
+
+        Each id is booked once. The records are booked in the order of their end times, each
+        at its end time or now if that is later (see `Ledger.booking_order`), whatever their
+        order here: the service gives the same batch the same balances, budgets and alerts.
+
+        Returns:
+            How many were booked now (the others were booked before).
+        """
+        with self._lock:
+            self._drain()
+            added, fired = self._book_batch(records)
+        if fired:
+            self._dispatch(fired)
+        return len(added)
+
+    def _book_batch(
+        self, records: Sequence[UsageRecord]
+    ) -> tuple[Sequence[UsageRecord], list[Alert]]:
+        """Book the records whose ids are new; the caller holds the lock."""
+        added = self._log.add_many(records)
+        if not added:
+            return added, []
+        now = self._clock()
         if self._store is not None:
-            self._store.add_record(record, now)
-        if made:
-            log.add_made([record])
-        else:
-            log.add(record)
-        return True, self._ledger.book(record, now, hold)
+            for at, record in Ledger.booking_order(added, now):
+                self._store.add_record(record, at)
+        return added, self._ledger.book_many(added, now)
 
     def _drain(self) -> None:
-        """Book the queued records (their meters made their ids); the caller holds the lock."""
+        """Book the queued records; the caller holds the lock.
+
+        Records are queued only while nothing can react to them, so this fires no alerts.
+        """
         pending = self._pending
-        if not pending:
-            return
-        batch = [pending.popleft() for _ in range(len(pending))]
-        ledger = self._ledger
-        # A bound on the batch's latest end time, computed at C speed.
-        last = max(map(_start_ns, batch)) + max(map(_duration_ns, batch))
-        if last >= ledger.next_expiry:
-            for fields in batch:  # a grant expires within the batch: book in time order
-                self._book(_as_record(fields), None, made=True)
-            return
-        added = self._log.add_made(batch)
-        if added:
-            ledger.book_credits(sum(map(_credits, added)), last)
+        if pending:
+            self._book_batch([pending.popleft() for _ in range(len(pending))])
 
     @property
     def authorizes(self) -> bool:
@@ -193,10 +192,8 @@ class OfflineWallet:
         return self._authorizes
 
     def _update_mode(self) -> None:
-        self._authorizes = self._ledger.needs_authorization
-        self._eager = bool(
-            self._store is not None or self._ledger.needs_authorization or self._ledger.reacts
-        )
+        self._authorizes = self._ledger.authorizes
+        self._eager = bool(self._store is not None or self._authorizes or self._ledger.reacts)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Nothing is pending in an offline wallet: return ``True``."""
