@@ -14,14 +14,18 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from server_fixtures import ADMIN_KEY, TIMEOUT, bound_socket
 
 import flexcredits_sdk as fc
-from flexcredits_sdk._records import datetime_to_ns
+from flexcredits_sdk._records import datetime_to_ns, new_id
+from flexcredits_sdk._usage import RecordLog
 from flexcredits_sdk.testing import FakeClock
 
 uvicorn = pytest.importorskip("uvicorn")
@@ -125,10 +129,12 @@ BUDGETS: list[dict[str, Any]] = [
 WATCHES: list[dict[str, Any]] = [{"credits": 900}, {"percent": "60"}]
 
 
-def _offline_wallet(clock: FakeClock, *, reacting: bool) -> fc.OfflineWallet:
+def _offline_wallet(
+    clock: FakeClock, *, reacting: bool, path: Path | None = None
+) -> fc.OfflineWallet:
     """An offline wallet with the grants (and, `reacting`, the budgets and watches) at T0."""
     clock.now = T0
-    wallet = fc.OfflineWallet(clock=clock)
+    wallet = fc.OfflineWallet(clock=clock, path=path)
     for grant in GRANTS:
         wallet.grant(**grant)
     if reacting:
@@ -227,6 +233,26 @@ def test_a_batch_with_budgets_and_watches_books_alike_in_both_wallets(
     assert _offline_answers(in_order) == local
 
 
+def test_a_file_backed_wallet_replays_a_batch_as_it_booked_it(tmp_path: Path) -> None:
+    """The file logs a batch's records in booking order, at their booking times."""
+    clock = FakeClock(T0)
+    records = _records()
+    random.Random(5).shuffle(records)
+    path = tmp_path / "wallet.db"
+    wallet = _offline_wallet(clock, reacting=True, path=path)
+    wallet.book_many(records)
+    memory = _offline_wallet(clock, reacting=True)
+    memory.book_many(records)
+    before = _offline_answers(wallet)
+    assert before == _offline_answers(memory)
+    wallet.shutdown()
+    again = fc.OfflineWallet(path=path, clock=clock)
+    after = _offline_answers(again)
+    assert after["alerts"] == []  # alerts are not replayed
+    assert {**after, "alerts": before["alerts"]} == before
+    again.shutdown()
+
+
 def test_records_queued_by_the_offline_wallet_book_as_the_service_books_them(
     service: Service,
 ) -> None:
@@ -243,3 +269,107 @@ def test_records_queued_by_the_offline_wallet_book_as_the_service_books_them(
     assert local == remote
     assert local["grants"][0].expired
     assert 0 < local["balance"].expired < 300  # partly used, then expired
+
+
+# --- each id once ----------------------------------------------------------------------------
+
+
+def _record(record_id: str, credits: int = 20) -> fc.UsageRecord:
+    return fc.UsageRecord(record_id, "a", "standard", 1, credits, "production", {}, None, T0, 0)
+
+
+ids = st.one_of(
+    st.sampled_from([fc.derive_id("run", n) for n in range(3)]),
+    st.text(alphabet="07f~", min_size=1, max_size=2),  # often the same, in any order
+    st.just("meter"),  # the next id a meter makes
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(ids, min_size=1, max_size=6), max_size=12), st.booleans())
+def test_the_record_log_books_each_id_once_whatever_the_ids(
+    batches: list[list[str]], one_by_one: bool
+) -> None:
+    """Meter-made ids, derived ids and any others, repeated and in any order: each once."""
+    log = RecordLog()
+    seen: list[str] = []
+    for batch in batches:
+        records = [_record(new_id() if i == "meter" else i) for i in batch]
+        added = [r for r in records if log.add(r)] if one_by_one else list(log.add_many(records))
+        expected = []
+        for record in records:
+            if record.id not in seen:
+                seen.append(record.id)
+                expected.append(record)
+        assert added == expected
+    assert [r.id for r in log] == seen
+    assert all(i in log for i in seen)
+    assert len(log) == len(seen)
+
+
+def test_increasing_ids_are_booked_without_an_index() -> None:
+    log = RecordLog()
+    records = [_record(new_id()) for _ in range(300)]
+    assert log.add_many(records[:200]) == records[:200]
+    assert log.add_many(records[200:]) == records[200:]
+    assert log._index is None  # the common case looks nothing up
+    assert not log.add(records[10])  # an id not above the greatest: the index is built
+    assert log._index is not None
+    assert len(log._index) == 300
+    later = _record(new_id())
+    assert log.add(later)
+    assert later.id in log._index  # and kept up to date
+
+
+def test_an_id_set_to_a_later_actions_id_is_booked_once() -> None:
+    wallet = fc.OfflineWallet()
+    meter = fc.Meter(wallet=wallet)
+    with meter.action("first") as first, meter.action("second") as second:
+        first.set_id(second.id)
+    assert [r.action for r in wallet.records()] == ["second"]
+
+
+def test_ids_above_every_meter_id_leave_later_records_booked_once() -> None:
+    wallet = fc.OfflineWallet()
+    meter = fc.Meter(wallet=wallet)
+    with meter.action("custom") as custom:
+        custom.set_id("~ a user's id, greater than any hex digit")
+    for _ in range(300):
+        with meter.action("a"):
+            pass
+    for record in wallet.records():
+        wallet.submit(record)
+    assert len(wallet.records()) == 301
+    assert wallet.balance().used == 301 * 20
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_records_arriving_out_of_order_from_threads_are_booked_once(eager: bool) -> None:
+    """Four threads submit interleaved ids in shuffled order, and each submits records that
+    another thread also submits (perhaps before it): every id is booked once."""
+    wallet = fc.OfflineWallet()
+    if eager:
+        wallet.on_low_balance(-(10**9), lambda alert: None)  # a watch makes booking eager
+    made = [_record(new_id(), credits=1 + n % 7) for n in range(4_000)]
+    derived = [_record(fc.derive_id("run", n), credits=3) for n in range(40)]
+    work = []
+    for n in range(4):
+        mine = made[n::4] + derived[n * 10 : n * 10 + 20]  # derived ones overlap
+        mine += random.Random(n).sample(made, 200)  # another thread's, or mine again
+        random.Random(n + 10).shuffle(mine)
+        work.append(mine)
+    start = threading.Barrier(4)
+
+    def submit(records: list[fc.UsageRecord]) -> None:
+        start.wait()
+        for record in records:
+            wallet.submit(record)
+
+    threads = [threading.Thread(target=submit, args=(w,)) for w in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    booked = wallet.records()
+    assert sorted(r.id for r in booked) == sorted(r.id for r in made + derived)
+    assert wallet.balance().used == sum(r.credits for r in made + derived)

@@ -63,7 +63,8 @@ class OfflineWallet:
             One process at a time may use a file (share a wallet between processes through
             the wallet service).
         clock: Returns the current Unix time in nanoseconds (for tests); `time.time_ns` by
-            default. Records are booked at their own end time.
+            default. A record is booked at its end time, or at this clock's time if it
+            ends later.
 
     Example:
         >>> wallet = OfflineWallet()
