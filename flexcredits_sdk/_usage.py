@@ -231,12 +231,12 @@ class RecordLog:
         """
         if not records:
             return records
-        ids = list(map(_first, records))
+        ids = sorted(map(_first, records))  # nearly in order already: cheap to sort
         top = self._top
         index = self._index
-        if min(ids) > top and (len(ids) == 1 or len(set(ids)) == len(ids)):
+        if ids[0] > top and (len(ids) == 1 or len(set(ids)) == len(ids)):
             # Every id is greater than any seen, and they differ: all are new (C speed).
-            self._top = max(ids)
+            self._top = ids[-1]
             if index is not None:
                 index.update(ids)
             self._extend(records)
