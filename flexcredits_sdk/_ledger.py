@@ -595,8 +595,7 @@ class Ledger:
         books each record id once (see `RecordLog`).
 
         Args:
-            records: The batch (`UsageRecord`s, or plain tuples of their fields when nothing
-                can react: no budgets or low-balance watches).
+            records: The batch.
             now_ns: The time the batch is booked: no record is booked later than this.
 
         Returns:
