@@ -338,6 +338,6 @@ class LedgerRoundTrip(RuleBasedStateMachine):
 
 
 LedgerRoundTrip.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=30, deadline=None
+    max_examples=100, stateful_step_count=25, deadline=None
 )
 test_a_rebuilt_ledger_behaves_like_the_original = LedgerRoundTrip.TestCase
