@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from fixtures import MakeExporter, MakeWallet, new_record
 from wallet_stub import StubServer, StubWallet
 
 import flexcredits_sdk as fc
-from flexcredits_sdk import UsageRecord, new_id
-from flexcredits_sdk._export import Exporter, ExportSettings, Transport, check_url
+from flexcredits_sdk._export import Exporter
 from flexcredits_sdk._export._openapi import OPENAPI_PATH, render
 from flexcredits_sdk._export._transport import parse_retry_after
-from flexcredits_sdk.wallets import HttpWallet
 from flexcredits_sdk.wallets._env import EnvWallet
-
-
-def _record() -> UsageRecord:
-    return UsageRecord(new_id(), "a", "standard", 1, 20, "production", {}, None, 10**18, 1)
 
 
 class _Jumps:
@@ -39,59 +34,43 @@ class _Jumps:
         return self.now
 
 
-def _exporter(
-    tmp_path: Path,
-    stub: StubWallet | None = None,
-    *,
-    outbox_path: Path | None = None,
-    clock: Any = None,
-    **settings: Any,
-) -> Exporter:
-    client = httpx.Client(transport=httpx.MockTransport(stub or StubWallet(api_key=None)))
-    transport = Transport(check_url("https://wallet.test"), None, client=client)
-    return Exporter(
-        transport, ExportSettings(**settings), outbox_path=outbox_path, clock=clock, start=False
-    )
-
-
 def test_drop_newest_counts_and_logs_every_drop(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_exporter: MakeExporter, caplog: pytest.LogCaptureFixture
 ) -> None:
-    exporter = _exporter(tmp_path, max_queue=10, overflow="drop_newest", durability="memory")
+    exporter = make_exporter(max_queue=10, overflow="drop_newest", durability="memory")
     for _ in range(15):
-        exporter.submit(_record())
+        exporter.submit(new_record())
     stats = exporter.stats()
     assert (stats["queued"], stats["dropped"]) == (10, 5)
     assert "5 records dropped" in stats["last_error"]
     assert "records dropped" in caplog.text
 
 
-def test_block_waits_up_to_its_deadline_then_drops(tmp_path: Path) -> None:
-    exporter = _exporter(
-        tmp_path, max_queue=10, overflow="block", block_timeout=2.0, clock=_Jumps()
-    )
+def test_block_waits_up_to_its_deadline_then_drops(make_exporter: MakeExporter) -> None:
+    exporter = make_exporter(max_queue=10, overflow="block", block_timeout=2.0, clock=_Jumps())
     for _ in range(12):
-        exporter.submit(_record())
+        exporter.submit(new_record())
     assert exporter.stats()["dropped"] == 2
 
 
-def test_block_makes_room_by_committing_to_disk(tmp_path: Path) -> None:
+def test_block_makes_room_by_committing_to_disk(
+    make_exporter: MakeExporter, tmp_path: Path
+) -> None:
     stub = StubWallet(api_key=None)
-    exporter = _exporter(
-        tmp_path, stub, max_queue=100, outbox_path=tmp_path / "o.sqlite3", block_timeout=5.0
+    exporter = make_exporter(
+        stub, max_queue=100, outbox_path=tmp_path / "o.sqlite3", block_timeout=5.0
     )
     exporter.start()
     for _ in range(1_000):
-        exporter.submit(_record())
+        exporter.submit(new_record())
     assert exporter.flush(timeout=10)
     assert exporter.stats()["dropped"] == 0
     assert stub.booked == 1_000
     assert exporter.shutdown(timeout=5)
 
 
-def test_a_full_outbox_applies_the_policy(tmp_path: Path) -> None:
-    exporter = _exporter(
-        tmp_path,
+def test_a_full_outbox_applies_the_policy(make_exporter: MakeExporter, tmp_path: Path) -> None:
+    exporter = make_exporter(
         outbox_path=tmp_path / "o.sqlite3",
         max_queue=5,
         max_outbox=20,
@@ -99,34 +78,33 @@ def test_a_full_outbox_applies_the_policy(tmp_path: Path) -> None:
     )
     for _ in range(4):
         for _ in range(5):
-            exporter.submit(_record())
+            exporter.submit(new_record())
         exporter._commit()
     assert exporter.stats()["in_outbox"] == 20
     for _ in range(10):
-        exporter.submit(_record())
+        exporter.submit(new_record())
     exporter._commit()  # no room on disk: the queue keeps its records
     stats = exporter.stats()
     assert (stats["in_outbox"], stats["queued"], stats["dropped"]) == (20, 5, 5)
 
 
 def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
-    tmp_path: Path,
+    make_exporter: MakeExporter, tmp_path: Path
 ) -> None:
-    exporter = _exporter(
-        tmp_path,
+    exporter = make_exporter(
         outbox_path=tmp_path / "o.sqlite3",
         max_queue=400,
         max_outbox=200,
         overflow="drop_newest",
     )
-    records = [tuple(_record()) for _ in range(300)]  # the meter hands over plain tuples
+    records = [tuple(new_record()) for _ in range(300)]  # the meter hands over plain tuples
     for record in records:
         exporter.submit(record)
     assert exporter._in_blocks == 256  # two blocks of columns, 44 records as they came
     assert exporter.stats()["queued"] == 300
     exporter._commit()  # room for 200: a block, and part of the next
     assert (exporter.stats()["in_outbox"], exporter.stats()["queued"]) == (200, 100)
-    later = [tuple(_record()._replace(tags={"team": str(i)})) for i in range(150)]
+    later = [tuple(new_record()._replace(tags={"team": str(i)})) for i in range(150)]
     for record in later:
         exporter.submit(record)
     for _ in range(100):  # the plain queue's 66 newest, then 34 from the newest block
@@ -145,7 +123,9 @@ def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
     assert tags == [{}] * 100 + [{"team": str(i)} for i in range(50)]
 
 
-def test_flush_and_the_block_policy_hold_with_many_threads_and_a_full_outbox() -> None:
+def test_flush_and_the_block_policy_hold_with_many_threads_and_a_full_outbox(
+    make_exporter: MakeExporter,
+) -> None:
     """Six threads into an in-memory outbox capped at 300: none dropped, flush sees them all."""
     import threading
 
@@ -163,22 +143,19 @@ def test_flush_and_the_block_policy_hold_with_many_threads_and_a_full_outbox() -
     try:
         for _ in range(2):
             sent.clear()
-            client = httpx.Client(transport=httpx.MockTransport(Counting(api_key=None)))
-            exporter = Exporter(
-                Transport(check_url("https://wallet.test"), None, client=client),
-                ExportSettings(
-                    durability="memory",
-                    max_queue=300,
-                    overflow="block",
-                    block_timeout=30.0,
-                    max_batch_records=100,
-                ),
-                outbox_path=None,
+            exporter = make_exporter(
+                Counting(api_key=None),
+                durability="memory",
+                max_queue=300,
+                overflow="block",
+                block_timeout=30.0,
+                max_batch_records=100,
             )
+            exporter.start()
 
             def work(thread: int, exporter: Exporter) -> None:
                 for i in range(3_000):
-                    exporter.submit((f"{thread}-{i}", *tuple(_record())[1:]))
+                    exporter.submit((f"{thread}-{i}", *tuple(new_record())[1:]))
 
             threads = [threading.Thread(target=work, args=(n, exporter)) for n in range(6)]
             for thread in threads:
@@ -198,23 +175,26 @@ def test_flush_and_the_block_policy_hold_with_many_threads_and_a_full_outbox() -
         sys.setswitchinterval(interval)
 
 
-def test_sync_durability_is_on_disk_when_submit_returns(tmp_path: Path) -> None:
+def test_sync_durability_is_on_disk_when_submit_returns(
+    make_exporter: MakeExporter, tmp_path: Path
+) -> None:
     path = tmp_path / "o.sqlite3"
-    exporter = _exporter(tmp_path, outbox_path=path, durability="sync")
-    record = _record()
-    exporter.submit(record)
+    exporter = make_exporter(outbox_path=path, durability="sync")
+    one = new_record()
+    exporter.submit(one)
     assert exporter.stats() == {**exporter.stats(), "queued": 0, "in_outbox": 1}
-    import sqlite3
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        (ids,) = conn.execute("SELECT ids FROM chunks").fetchone()
+    assert json.loads(ids) == [one.id]
 
-    (ids,) = sqlite3.connect(path).execute("SELECT ids FROM chunks").fetchone()
-    assert json.loads(ids) == [record.id]
 
-
-def test_shutdown_without_a_thread_delivers_on_the_caller(tmp_path: Path) -> None:
+def test_shutdown_without_a_thread_delivers_on_the_caller(
+    make_exporter: MakeExporter, tmp_path: Path
+) -> None:
     stub = StubWallet(api_key=None)
-    exporter = _exporter(tmp_path, stub, outbox_path=tmp_path / "o.sqlite3")
+    exporter = make_exporter(stub, outbox_path=tmp_path / "o.sqlite3")
     for _ in range(3):
-        exporter.submit(_record())
+        exporter.submit(new_record())
     assert exporter.shutdown(timeout=5)
     assert stub.booked == 3
     assert exporter.shutdown(timeout=5)  # a second call is harmless
@@ -230,18 +210,16 @@ def test_retry_after_is_read_as_seconds_or_a_date(
     assert parse_retry_after(header, now=1e10) == seconds
 
 
-@pytest.fixture
-def server() -> Iterator[StubServer]:
-    with StubServer() as running:
-        yield running
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
-def test_a_forked_child_sends_only_its_own_records(server: StubServer, tmp_path: Path) -> None:
-    wallet = HttpWallet(server.url, "test-key", outbox_dir=tmp_path, linger=3600.0)
-    parent = [_record() for _ in range(10)]
+def test_a_forked_child_sends_only_its_own_records(
+    server: StubServer, make_wallet: MakeWallet
+) -> None:
+    # No group commit for an hour: the parent's records are still queued in memory when the
+    # process forks (once committed, they are in the shared outbox, for either to send).
+    wallet = make_wallet(server.url, linger=3600.0, commit_interval=3600.0)
+    parent = [new_record() for _ in range(10)]
     for record in parent:
-        wallet.submit(record)  # still queued in memory when the process forks
+        wallet.submit(record)
     with warnings.catch_warnings():  # Python 3.12+ warns about forking a threaded process
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
@@ -249,7 +227,7 @@ def test_a_forked_child_sends_only_its_own_records(server: StubServer, tmp_path:
         code = 1
         try:
             assert wallet.stats()["queued"] == 0
-            child = [_record() for _ in range(5)]
+            child = [new_record() for _ in range(5)]
             for record in child:
                 wallet.submit(record)
             assert wallet.flush(timeout=10)
@@ -296,14 +274,17 @@ def test_the_default_meter_uses_the_environment_wallet(
     monkeypatch.setenv("FLEXCREDITS_OUTBOX_DIR", str(tmp_path))
     allowed = [True]
     wallet = EnvWallet(lambda: allowed[0])
-    meter = fc.Meter(wallet=wallet)
-    meter.metered_action(lambda: 1)()
-    assert meter.flush(timeout=10)
-    assert "HttpWallet" in repr(wallet)
-    assert meter.stats().sent == 1
-    assert server.stub.booked == 1
-    assert wallet.balance().used == 20
-    assert wallet.shutdown(timeout=5)
+    try:
+        meter = fc.Meter(wallet=wallet)
+        meter.metered_action(lambda: 1)()
+        assert meter.flush(timeout=10)
+        assert "HttpWallet" in repr(wallet)
+        assert meter.stats().sent == 1
+        assert server.stub.booked == 1
+        assert wallet.balance().used == 20
+    finally:
+        stopped = wallet.shutdown(timeout=5)
+    assert stopped
 
 
 def test_the_environment_wallet_stays_offline_when_not_allowed(

@@ -7,7 +7,6 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,52 +14,17 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from fixtures import KEY, new_record
 from wallet_stub import Fault, StubServer, StubWallet
 
 import flexcredits_sdk as fc
-from flexcredits_sdk import UsageRecord, new_id
+from flexcredits_sdk import UsageRecord
 from flexcredits_sdk._export import DeadLetter, SqliteOutbox
 from flexcredits_sdk.wallets import HttpWallet
 
-KEY = "test-key"
-
-
-def _record(**changes: Any) -> UsageRecord:
-    base = UsageRecord(
-        new_id(), "identify_customer", "standard", 1, 20, "production", {}, None, 10**18, 1_000
-    )
-    return base._replace(**changes)
-
-
-@pytest.fixture
-def server() -> Iterator[StubServer]:
-    with StubServer() as running:
-        yield running
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def make_wallet(tmp_path: Path, sleeps: list[float]) -> Iterator[Any]:
-    made: list[HttpWallet] = []
-
-    def make(url: str, api_key: str | None = KEY, **options: Any) -> HttpWallet:
-        options.setdefault("outbox_dir", tmp_path / "outbox")
-        options.setdefault("sleep", sleeps.append)
-        wallet = HttpWallet(url, api_key, **options)
-        made.append(wallet)
-        return wallet
-
-    yield make
-    for wallet in made:
-        wallet.shutdown(timeout=5)
-
 
 def _submit(wallet: HttpWallet, n: int, **changes: Any) -> list[UsageRecord]:
-    records = [_record(**changes) for _ in range(n)]
+    records = [new_record(**changes) for _ in range(n)]
     for record in records:
         wallet.submit(record)
     return records
@@ -195,8 +159,8 @@ def test_minimal_answers_settle_the_unlisted_records_only_when_the_counts_add_up
 def test_422_dead_letters_just_the_invalid_records(server: StubServer, make_wallet: Any) -> None:
     rejected: list[DeadLetter] = []
     wallet = make_wallet(server.url, on_rejected=rejected.append)
-    good = [_record() for _ in range(498)]
-    bad = [_record(units=0), _record(credits=-5)]
+    good = [new_record() for _ in range(498)]
+    bad = [new_record(units=0), new_record(credits=-5)]
     for record in good[:100] + bad[:1] + good[100:] + bad[1:]:
         wallet.submit(record)
     assert wallet.flush(timeout=10)
@@ -210,7 +174,7 @@ def test_422_dead_letters_just_the_invalid_records(server: StubServer, make_wall
     assert "rejected 2 records" in stats["last_error"]
 
 
-def test_401_pauses_delivery_and_keeps_every_record(
+def test_401_pauses_delivery_and_keeps_everynew_record(
     server: StubServer, make_wallet: Any, sleeps: list[float]
 ) -> None:
     server.stub.api_key = "rotated"
@@ -416,7 +380,7 @@ def test_a_failing_on_rejected_callback_is_contained(
         raise RuntimeError("boom")
 
     wallet = make_wallet(server.url, on_rejected=explode)
-    wallet.submit(_record(units=-1))
+    wallet.submit(new_record(units=-1))
     _submit(wallet, 3)
     assert wallet.flush(timeout=10)
     assert wallet.stats()["rejected"] == 1

@@ -21,12 +21,6 @@ UTC = _dt.UTC
 
 
 @pytest.fixture
-def server() -> Iterator[StubServer]:
-    with StubServer() as running:
-        yield running
-
-
-@pytest.fixture
 def wallet(server: StubServer, tmp_path: Path) -> Iterator[HttpWallet]:
     made = HttpWallet(server.url, "test-key", outbox_dir=tmp_path)
     yield made
@@ -201,11 +195,13 @@ def test_url_and_key_come_from_the_environment(
     monkeypatch.setenv("FLEXCREDITS_API_KEY", "test-key")
     monkeypatch.setenv("FLEXCREDITS_OUTBOX_DIR", str(tmp_path))
     wallet = HttpWallet()
-    assert wallet.url == server.url
-    assert wallet.outbox_path is not None
-    assert wallet.outbox_path.parent == tmp_path
-    assert wallet.balance().used == 0  # the key from the environment is accepted
-    wallet.shutdown(timeout=5)
+    try:
+        assert wallet.url == server.url
+        assert wallet.outbox_path is not None
+        assert wallet.outbox_path.parent == tmp_path
+        assert wallet.balance().used == 0  # the key from the environment is accepted
+    finally:
+        wallet.shutdown(timeout=5)
 
 
 async def test_the_async_wallet_answers_without_blocking(
