@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import sqlite3
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -177,6 +181,53 @@ def test_an_unusable_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(fc.ConfigurationError, match="not a usable wallet file"):
         fc.OfflineWallet(path=path)
+
+
+def _another_program(path: Path) -> None:
+    path.write_bytes(b"this is not a database" * 100)
+
+
+def _another_schema(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA user_version = 7")
+
+
+def _unreadable_events(path: Path) -> None:
+    fc.OfflineWallet(path=path).shutdown()
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO events (kind, at_ns, data) VALUES ('grant', 0, 'not json')")
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (_another_program, fc.ConfigurationError, "not a usable wallet file"),
+        (_another_schema, fc.ConfigurationError, "unknown schema version 7"),
+        (_unreadable_events, ValueError, "Expecting value"),
+    ],
+)
+def test_a_refused_file_is_closed(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make: Callable[[Path], None],
+    error: type[Exception],
+    message: str,
+) -> None:
+    path = tmp_path / "wallet.db"
+    make(path)
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.connect
+
+    def spy(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3, "connect", spy)
+    with pytest.raises(error, match=message):
+        fc.OfflineWallet(path=path)
+    assert len(opened) == 1
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[0].execute("SELECT 1")  # closed at once, not left to the garbage collector
 
 
 def test_low_balance_callbacks_and_failing_callbacks(caplog: pytest.LogCaptureFixture) -> None:

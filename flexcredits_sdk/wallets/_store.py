@@ -56,17 +56,24 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1):
-                raise ConfigurationError("path", str(path), f"has unknown schema version {version}")
-            self._db.executescript(_SCHEMA)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version not in (0, 1):
+                    raise ConfigurationError(
+                        "path", str(path), f"has unknown schema version {version}"
+                    )
+                db.executescript(_SCHEMA)
+            except BaseException:
+                db.close()  # a refused file is closed, not left to the garbage collector
+                raise
         except sqlite3.DatabaseError as exc:
             raise ConfigurationError(
                 "path", str(path), f"is not a usable wallet file: {exc}"
             ) from None
+        self._db = db
 
     def add_event(self, kind: str, at_ns: int, data: dict[str, Any]) -> None:
         self._db.execute(
@@ -83,7 +90,14 @@ class SqliteStore:
         )
 
     def replay(self, ledger: Ledger, log: RecordLog) -> None:
-        """Rebuild `ledger` and `log` from the file."""
+        """Rebuild `ledger` and `log` from the file; close the file if that fails."""
+        try:
+            self._replay(ledger, log)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _replay(self, ledger: Ledger, log: RecordLog) -> None:
         rows = self._db.execute("SELECT kind, at_ns, data FROM events ORDER BY seq")
         for kind, at_ns, text in rows:
             data = json.loads(text)
