@@ -7,6 +7,7 @@ same time; a claim whose lease ran out (its process died) is taken over by whoev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -34,27 +35,59 @@ logger = logging.getLogger("flexcredits_sdk")
 #: columns come before the large ones, so scans never read the bodies' overflow pages.
 _SCHEMA = 4
 
-_SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS chunks (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    records INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    ids TEXT NOT NULL,
-    bodies TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS claims (
-    seq INTEGER PRIMARY KEY,
-    owner TEXT NOT NULL,
-    lease REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id TEXT PRIMARY KEY,
-    body TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+_SCHEMA_SQL = (
+    """CREATE TABLE IF NOT EXISTS chunks (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        records INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        ids TEXT NOT NULL,
+        bodies TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS claims (
+        seq INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        lease REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS dead_letters (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    )""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    """Create the tables of a new outbox, in one transaction; check an existing one's schema.
+
+    A file that holds tables but is not an outbox of this schema (another program's, an older
+    version's) is refused before anything is written to it, so it can be moved aside intact.
+
+    Raises:
+        sqlite3.DatabaseError: The file is not an outbox of this schema.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        if tables:
+            version = None
+            if "meta" in tables:
+                row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                version = row[0] if row else None
+            if version != str(_SCHEMA):
+                raise sqlite3.DatabaseError(f"unknown outbox schema version {version!r}")
+        for statement in _SCHEMA_SQL:
+            conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
 
 
 class SqliteOutbox:
@@ -105,13 +138,9 @@ class SqliteOutbox:
         except (OSError, sqlite3.OperationalError) as exc:
             raise OutboxUnavailable(f"cannot open outbox {str(path)!r}: {exc}") from None
         try:
+            _prepare(conn)
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
-            conn.executescript(_SCHEMA_SQL)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
-            (version,) = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if version != str(_SCHEMA):
-                raise sqlite3.DatabaseError(f"unknown outbox schema version {version!r}")
         except sqlite3.OperationalError as exc:
             conn.close()
             text = str(exc)
