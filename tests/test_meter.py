@@ -646,7 +646,8 @@ _VARIANTS: dict[str, Any] = {
 
 @pytest.mark.parametrize("variant", list(_VARIANTS))
 def test_sync_functions_and_action_scopes_make_the_same_records(variant: str) -> None:
-    """A sync call takes an inlined path; an action scope the general one: same records."""
+    """A decorated sync function and an `action()` scope with the same options make the same
+    record: every field but the id and the times, and the set id when the body sets one."""
     options = _VARIANTS[variant]
     records = []
     for how in ("decorated", "scope"):
@@ -672,14 +673,29 @@ def test_sync_functions_and_action_scopes_make_the_same_records(variant: str) ->
                 with meter.action("step", tags=options.get("tags")):
                     body()
         (record,) = wallet.records()
-        records.append(record._replace(start_time_ns=0, duration_ns=0))
-        if "set_id" not in options:
-            assert record.id != options.get("set_id")
+        assert record.start_time_ns > 0
+        assert record.duration_ns >= 0
+        records.append(record)
     decorated, scope = records
-    if "set_id" not in options:
-        decorated, scope = decorated._replace(id=""), scope._replace(id="")
-    assert decorated == scope
-    assert decorated.environment == "sandbox"
+    if "set_id" in options:
+        assert decorated.id == scope.id == options["set_id"]
+    else:
+        assert decorated.id
+        assert scope.id
+        assert decorated.id != scope.id  # each action its own fresh id
+    untimed = {"id": "", "start_time_ns": 0, "duration_ns": 0}
+    assert decorated._replace(**untimed) == scope._replace(**untimed)
+    # Equal, and what the options asked for (weakest to strongest tags, see docs/metering.md).
+    tags = {
+        **options.get("meter_tags", {}),
+        **options.get("context", {}),
+        **options.get("tags", {}),
+        **options.get("handle", {}),
+    }
+    assert (decorated.action, decorated.outcome, decorated.environment) == ("step", "ok", "sandbox")
+    assert decorated.tags == tags
+    assert decorated.conversation_id == options.get("conversation")
+    assert decorated.units == options.get("units", 1)
     assert decorated.credits == 16 * options.get("units", 1)
 
 
