@@ -113,10 +113,10 @@ def breakdown(db: str) -> dict[str, float]:
     """Return where one 5,000-record batch spends its time inside the service, in ms."""
     from flexcredits_sdk._wire import IngestRequest
     from flexcredits_sdk.server import WalletStore
+    from flexcredits_sdk.server._database import _book
     from flexcredits_sdk.server._ingest import _check
     from flexcredits_sdk.server._insert import insert_records
     from flexcredits_sdk.server._ledgers import change_ledger
-    from flexcredits_sdk.server._store import _book
 
     store = WalletStore(db)
     store.migrate()

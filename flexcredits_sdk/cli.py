@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .planning._commands import register as _register_planning
-from .server._cli import wallet
+from .planning._plan_commands import register as _register_planning
+from .server._wallet_commands import wallet
 
 
 @click.group()

@@ -30,8 +30,8 @@ from flexcredits_sdk.testing import FakeClock
 
 uvicorn = pytest.importorskip("uvicorn")
 server_app = pytest.importorskip("flexcredits_sdk.server._app")
-server_settings = pytest.importorskip("flexcredits_sdk.server._settings")
-server_store = pytest.importorskip("flexcredits_sdk.server._store")
+server_settings = pytest.importorskip("flexcredits_sdk.server._config")
+server_store = pytest.importorskip("flexcredits_sdk.server._database")
 
 #: An hour before midnight at the end of a month: the batch crosses a day and a month.
 T0 = datetime_to_ns(_dt.datetime(2026, 3, 31, 23, 0, tzinfo=_dt.UTC))

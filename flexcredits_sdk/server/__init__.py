@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._app import create_app
-    from ._settings import ServerSettings
-    from ._store import WalletStore
+    from ._config import ServerSettings
+    from ._database import WalletStore
     from ._webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 
 __all__ = [

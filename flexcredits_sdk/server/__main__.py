@@ -1,6 +1,6 @@
 """``python -m flexcredits_sdk.server``: the ``flexcredits wallet`` commands."""
 
-from ._cli import wallet
+from ._wallet_commands import wallet
 
 if __name__ == "__main__":
     wallet(prog_name="flexcredits wallet")

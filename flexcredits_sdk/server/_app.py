@@ -14,12 +14,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from .. import __version__
 from .._wire import IngestRequest
+from ._config import ServerSettings
 from ._dashboard import render_dashboard
-from ._http import BodyLimit, KeyCache, error_handlers, error_response, tenant_of
+from ._database import Tenant, WalletStore
+from ._plumbing import BodyLimit, KeyCache, error_handlers, error_response, tenant_of
 from ._queries import RecordQuery
 from ._routes import router
-from ._settings import ServerSettings
-from ._store import Tenant, WalletStore
 from ._webhooks import Deliverer
 
 __all__ = ["app_from_env", "create_app"]

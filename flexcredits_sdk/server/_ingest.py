@@ -12,9 +12,9 @@ from .._exceptions import ConfigurationError
 from .._models import UsageRecordModel
 from .._records import UsageRecord
 from .._wire import IngestRequest
-from ._http import ApiError
+from ._database import Tenant, WalletStore
+from ._plumbing import ApiError
 from ._schema import to_nano
-from ._store import Tenant, WalletStore
 
 __all__ = ["ingest_batch"]
 

@@ -23,8 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._exceptions import ConfigurationError
 from .._wire import ErrorDetail, ErrorResponse
+from ._database import Tenant, WalletStore
 from ._keys import digest, same_key
-from ._store import Tenant, WalletStore
 
 __all__ = [
     "ApiError",

@@ -26,9 +26,11 @@ from .._wire import (
     UsageQuery,
     UsageResponse,
 )
-from ._http import ApiError, admin_only, read_body, tenant_of
+from ._database import Tenant, WalletStore
 from ._ingest import ingest_batch
-from ._models import (
+from ._plumbing import ApiError, admin_only, read_body, tenant_of
+from ._queries import RecordQuery
+from ._requests import (
     AlertsResponse,
     BudgetRequest,
     BudgetsResponse,
@@ -39,8 +41,6 @@ from ._models import (
     WebhookRequest,
     WebhookResponse,
 )
-from ._queries import RecordQuery
-from ._store import Tenant, WalletStore
 
 __all__ = ["router"]
 

@@ -11,7 +11,7 @@ import click
 from .._exceptions import ConfigurationError
 from .._pricing import to_exact
 from .._records import datetime_to_ns
-from ._settings import ADMIN_KEY_VARIABLE, DB_VARIABLE, DEFAULT_DB, ServerSettings
+from ._config import ADMIN_KEY_VARIABLE, DB_VARIABLE, DEFAULT_DB, ServerSettings
 
 __all__ = ["wallet"]
 
@@ -25,7 +25,7 @@ _db_option = click.option(
 
 
 def _store(db: str) -> Any:
-    from ._store import WalletStore
+    from ._database import WalletStore
 
     store = WalletStore(db)
     store.migrate()

@@ -19,7 +19,7 @@ from .._pricing import RateCard
 from .._records import UsageRecord, datetime_to_ns
 from .._usage import Bucket, RecordFilter, RecordLog, group_usage
 from .._validate import check_aware, check_credits, check_name, check_tags
-from ._store import SqliteStore
+from ._file import SqliteStore
 
 __all__ = ["OfflineWallet"]
 
