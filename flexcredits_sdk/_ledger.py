@@ -653,6 +653,8 @@ class Ledger:
                 budget.id = old.id
                 budget.period_start, budget.period_end = old.period_start, old.period_end
                 budget.spent, budget.held = old.spent, old.held
+                # Its alert stays sent while spending is still past the (new) limit.
+                budget.alerted = old.alerted and budget.spent > budget.limit
                 self._budgets.remove(old)
                 break
         budget.roll(now_ns)

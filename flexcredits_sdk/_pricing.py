@@ -20,13 +20,21 @@ from ._exceptions import ConfigurationError, RateCardError, UnknownActionType, U
 __all__ = ["Credits", "Money", "RateCard", "to_exact"]
 
 
+#: Credits and money are below 10**_MAX_DIGITS in magnitude: anything larger is a mistake, and
+#: turning a string such as "1e1000000" into an int alone would take minutes.
+_MAX_DIGITS = 30
+_MAX = 10**_MAX_DIGITS
+_TOO_LARGE = f"must be less than 10**{_MAX_DIGITS} in magnitude"
+
+
 def to_exact(value: Any, field: str = "value") -> int | Decimal:
     """Return `value` as an int, or as a Decimal when it has a fractional part.
 
-    Accepts ints, Decimals and decimal strings; refuses floats and booleans.
+    Accepts ints, Decimals and decimal strings below 10**30 in magnitude; refuses floats and
+    booleans.
 
     Raises:
-        RateCardError: The value is a float, a boolean, not a number, or not finite.
+        RateCardError: The value is a float, a boolean, not a number, not finite, or too large.
     """
     if isinstance(value, bool):
         raise RateCardError(field, value, "must be a number, not a boolean")
@@ -35,7 +43,9 @@ def to_exact(value: Any, field: str = "value") -> int | Decimal:
             field, value, 'floats are not exact; write the number as a string, e.g. "0.5"'
         )
     if isinstance(value, int):
-        return value
+        if -_MAX < value < _MAX:
+            return value
+        raise RateCardError(field, value, _TOO_LARGE)
     if isinstance(value, str):
         try:
             value = Decimal(value.strip())
@@ -44,14 +54,25 @@ def to_exact(value: Any, field: str = "value") -> int | Decimal:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise RateCardError(field, value, "must be finite")
+        if value and value.adjusted() >= _MAX_DIGITS:  # checked before any work on the digits
+            raise RateCardError(field, value, _TOO_LARGE)
         return int(value) if value == value.to_integral_value() else value
     raise RateCardError(field, value, "must be an int, a Decimal or a decimal string")
+
+
+def _credits(value: Any) -> int | Decimal:
+    """Return `value` if it is a number of credits: an int (not a bool) or a finite Decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise RateCardError("credits", value, "must be an int or a Decimal")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise RateCardError("credits", value, "must be finite")
+    return value
 
 
 def _non_negative(value: Any) -> int | Decimal:
     exact = to_exact(value)
     if exact < 0:
-        raise ValueError("must not be negative")
+        raise RateCardError("value", value, "must not be negative")
     return exact
 
 
@@ -86,7 +107,7 @@ class RateCard(BaseModel):
         >>> card.price("standard", "production")
         20
         >>> card.usd(20)
-        Decimal('0.100')
+        Decimal('0.1')
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -136,7 +157,10 @@ class RateCard(BaseModel):
 
     @property
     def usd_per_credit(self) -> Decimal:
-        """The price of one credit: `credit_price`, or the pack price over the pack size."""
+        """The price of one credit: `credit_price`, or the pack price over the pack size.
+
+        Rounded to 28 digits when the pack price does not divide exactly; `usd` is not.
+        """
         if self.credit_price is not None:
             return self.credit_price
         return self.pack_price / self.pack_credits
@@ -182,12 +206,27 @@ class RateCard(BaseModel):
             ) from None
 
     def usd(self, credits: int | Decimal) -> Decimal:
-        """Return what `credits` cost in USD, exactly (no rounding)."""
-        return credits * self.usd_per_credit
+        """Return what `credits` cost in USD.
+
+        Exact whenever the cost is a decimal number: ``credits * pack_price / pack_credits``
+        is divided last, so whole packs cost exactly the pack price. A cost with no exact
+        decimal form (one credit of a $100 pack of 30,000) is rounded once, to 28 digits.
+
+        Raises:
+            RateCardError: `credits` is not an int or a finite Decimal.
+        """
+        credits = _credits(credits)
+        if self.credit_price is not None:
+            return credits * self.credit_price
+        return credits * self.pack_price / self.pack_credits
 
     def packs_for(self, credits: int | Decimal) -> int:
-        """Return how many packs cover `credits` (rounded up; 0 for nothing)."""
-        if credits <= 0:
+        """Return how many packs cover `credits` (rounded up; 0 for nothing).
+
+        Raises:
+            RateCardError: `credits` is not an int or a finite Decimal.
+        """
+        if _credits(credits) <= 0:
             return 0
         return math.ceil(Decimal(credits) / self.pack_credits)
 
