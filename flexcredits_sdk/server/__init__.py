@@ -30,8 +30,8 @@ __all__ = [
 _WHERE = {
     "SIGNATURE_HEADER": "_webhooks",
     "TIMESTAMP_HEADER": "_webhooks",
-    "ServerSettings": "_settings",
-    "WalletStore": "_store",
+    "ServerSettings": "_config",
+    "WalletStore": "_database",
     "create_app": "_app",
     "sign": "_webhooks",
     "verify_signature": "_webhooks",
