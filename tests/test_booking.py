@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from server_fixtures import ADMIN_KEY, TIMEOUT, bound_socket
@@ -26,12 +27,8 @@ from server_fixtures import ADMIN_KEY, TIMEOUT, bound_socket
 import flexcredits_sdk as fc
 from flexcredits_sdk._records import datetime_to_ns, new_id
 from flexcredits_sdk._usage import RecordLog
+from flexcredits_sdk.server import ServerSettings, WalletStore, create_app
 from flexcredits_sdk.testing import FakeClock
-
-uvicorn = pytest.importorskip("uvicorn")
-server_app = pytest.importorskip("flexcredits_sdk.server._app")
-server_settings = pytest.importorskip("flexcredits_sdk.server._config")
-server_store = pytest.importorskip("flexcredits_sdk.server._database")
 
 #: An hour before midnight at the end of a month: the batch crosses a day and a month.
 T0 = datetime_to_ns(_dt.datetime(2026, 3, 31, 23, 0, tzinfo=_dt.UTC))
@@ -70,9 +67,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The wallet service on SQLite, in a thread of this process, on the test's clock."""
     clock = FakeClock(T0)
     db = str(tmp_path_factory.mktemp("booking") / "wallet.db")
-    store = server_store.WalletStore(db, clock=clock)
-    settings = server_settings.ServerSettings(db=db, admin_key=ADMIN_KEY)
-    app = server_app.create_app(settings, store=store)
+    store = WalletStore(db, clock=clock)
+    settings = ServerSettings(db=db, admin_key=ADMIN_KEY)
+    app = create_app(settings, store=store)
     sock = bound_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
