@@ -9,7 +9,7 @@ that cannot change behaviour, with the reason. The kill rate is
     killed / (mutants - equivalent ones)
 
 Usage: ``python scripts/mutation.py [--jobs N] [--keep] [MODULE ...]`` (``make mutation``).
-Exits 1 when a module's rate is under the target, or when an exclusion matches no mutant.
+Exits 1 when a module's rate is under the target.
 """
 
 from __future__ import annotations
@@ -183,8 +183,8 @@ def _equivalents() -> list[dict[str, str]]:
     return entries
 
 
-def report(result: Result, equivalents: list[dict[str, str]]) -> tuple[bool, int]:
-    """Print one module's figures; return whether it meets the target and unused exclusions."""
+def report(result: Result, equivalents: list[dict[str, str]]) -> bool:
+    """Print one module's figures; return whether it meets the target."""
     mine = [e for e in equivalents if e["module"] == result.module]
     used = [0] * len(mine)
     excluded: list[tuple[Mutant, str]] = []
@@ -220,9 +220,9 @@ def report(result: Result, equivalents: list[dict[str, str]]) -> tuple[bool, int
             change = f"{m.before!r} -> {m.after!r}"
             print(f"     {m.key.rpartition('.')[2]} [{m.status}] {change}")
     unused = [e for e, n in zip(mine, used, strict=True) if n == 0]
-    for e in unused:
-        print(f"   exclusion matched nothing (remove or update it): {e['function']}: {e['before']}")
-    return rate >= TARGET, len(unused)
+    for e in unused:  # killed this time (a timeout, say), or the code changed
+        print(f"   note: an exclusion matched no surviving mutant: {e['function']}: {e['after']}")
+    return rate >= TARGET
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,12 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     equivalents = _equivalents()
     started = time.monotonic()
     ok = True
-    rates = []
     for module in args.modules:
         result = run_module(module, args.jobs, args.keep)
-        meets, unused = report(result, equivalents)
-        ok = ok and meets and not unused
-        rates.append(result)
+        ok = report(result, equivalents) and ok
     print(f"\nmutation testing took {time.monotonic() - started:.0f} s")
     return 0 if ok else 1
 

@@ -462,6 +462,7 @@ def test_files_are_utf_8_whatever_the_locale(tmp_path: Path) -> None:
     source.write_bytes('description = "caf\u00e9"\n[action_types]\na = { p = 1 }\n'.encode())
     script = "import sys, flexcredits_sdk as fc; fc.RateCard.load(sys.argv[1]).dump(sys.argv[2])"
     ascii_locale = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    ascii_locale["PYTHONPATH"] = str(Path(fc.__file__).parent.parent)  # this very package
     done = subprocess.run(
         [sys.executable, "-c", script, str(source), str(tmp_path / "again.json")],
         env={**os.environ, **ascii_locale},
