@@ -29,12 +29,11 @@ an `ErrorResponse`.
 from __future__ import annotations
 
 import datetime as _dt
-from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json
 
-from ._models import GrantInfo, UsageRecordModel, UsageRow
+from ._models import Credits, GrantInfo, UsageRecordModel, UsageRow
 
 __all__ = [
     "API_VERSION",
@@ -93,7 +92,7 @@ class IngestResponse(_Model):
 class GrantRequest(_Model):
     """``POST /v1/grants``: add credits to the caller's wallet."""
 
-    credits: Annotated[int | Decimal, Field(gt=0)]
+    credits: Annotated[Credits, Field(gt=0)]
     source: Annotated[str, Field(min_length=1, max_length=200)] = "grant"
     expires_at: _dt.datetime | None = None
     priority: int = 1

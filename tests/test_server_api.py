@@ -289,3 +289,20 @@ def test_errors_never_carry_stack_traces(server: ServerProcess) -> None:
         assert response.status_code in (400, 404, 422)
         assert set(response.json()) == {"error"}
         assert "Traceback" not in response.text
+
+
+def test_credits_too_large_to_store_are_refused_by_name(server: ServerProcess) -> None:
+    name, client = tenant(server, 0)
+    huge = [10**30, "1e40", 5.766190474270456e161]
+    for credits in huge:
+        budget = client.post("/v1/budgets", json={"credits": credits})
+        assert budget.status_code == 422, budget.text
+        assert "credits" in budget.text
+        watch = client.post("/v1/watches", json={"credits": credits})
+        assert watch.status_code == 422, watch.text
+    with server.client(ADMIN_KEY) as admin:
+        for credits in huge:
+            grant = admin.post("/v1/grants", params={"tenant": name}, json={"credits": credits})
+            assert grant.status_code == 422, grant.text
+    assert client.get("/v1/budgets").json()["budgets"] == []  # nothing half-made
+    assert client.get("/v1/balance").json()["credits"] == 0

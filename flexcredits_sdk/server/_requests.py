@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 
-from .._models import Alert, BudgetInfo
+from .._models import Alert, BudgetInfo, Credits
 
 __all__ = [
     "AlertsResponse",
@@ -41,7 +41,7 @@ class BudgetRequest(_Model):
     when spending goes past the limit; refusing actions (``hard``) needs an in-process wallet.
     """
 
-    credits: Annotated[int | Decimal, Field(gt=0)]
+    credits: Annotated[Credits, Field(gt=0)]
     tags: Annotated[dict[TagText, TagText], Field(max_length=20)] = Field(default_factory=dict)
     period: Literal["day", "month"] | None = "month"
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
@@ -59,7 +59,7 @@ class WatchRequest(_Model):
     Exactly one of `credits` and `percent` (of the credits of unexpired grants).
     """
 
-    credits: Annotated[int | Decimal, Field(ge=0)] | None = None
+    credits: Credits | None = None
     percent: Annotated[Decimal, Field(gt=0, le=100)] | None = None
 
 
