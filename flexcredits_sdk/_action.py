@@ -133,6 +133,10 @@ class Action:
         Sources, weakest first: the meter's tags, the enclosing `tags()` scopes, the
         decorator's tags, and the tags set with `tag`.
         """
+        return self._record_tags()
+
+    def _record_tags(self) -> dict[str, str]:
+        # A method rather than the property alone: the engine calls it once per action.
         spec = self._spec
         if not (spec.adds_tags or self._tags):
             return dict(self._ctx_tags) if self._ctx_tags else {}

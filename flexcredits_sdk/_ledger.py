@@ -294,7 +294,7 @@ class Ledger:
                     a.message,
                     _put(a.threshold),
                     _put(a.value),
-                    a.budget_id,
+                    a.budget_id if a.kind == "budget" else a.watch_id,
                     datetime_to_ns(a.at),
                 ]
                 for a in self.alerts
@@ -380,14 +380,15 @@ class Ledger:
                     fired=w["fired"],
                 )
             )
-        for kind, message, threshold, value, budget_id, at_ns in state.get("alerts", ()):
+        for kind, message, threshold, value, source_id, at_ns in state.get("alerts", ()):
             ledger.alerts.append(
                 Alert(
                     kind=kind,
                     message=message,
                     threshold=get(threshold),
                     value=get(value),
-                    budget_id=budget_id,
+                    budget_id=source_id if kind == "budget" else None,
+                    watch_id=source_id if kind == "low_balance" else None,
                     at=ns_to_datetime(at_ns),
                 )
             )
@@ -705,7 +706,7 @@ class Ledger:
         """Watch for the balance falling below `credits`, or `percent` of unexpired grants.
 
         Returns:
-            The watch id, which alerts from this watch carry in ``budget_id``.
+            The watch id, which alerts from this watch carry in ``watch_id``.
         """
         watch = _Watch(id=f"watch-{self._watch_seq}", credits=credits, percent=percent)
         self._watch_seq += 1
@@ -731,7 +732,7 @@ class Ledger:
                     message=f"balance {balance} credits fell below {threshold}",
                     threshold=threshold,
                     value=balance,
-                    budget_id=watch.id,
+                    watch_id=watch.id,
                     at=ns_to_datetime(now_ns),
                 )
                 self.alerts.append(alert)

@@ -96,184 +96,27 @@ class MeterStats:
     last_error: str | None = None
 
 
-class Meter:
-    """Prices actions with a rate card and hands their records to a wallet.
+class _Engine:
+    """The path every metered call takes, and the state that path reads.
 
-    Args:
-        rate_card: What actions cost; Agentforce Flex Credits by default.
-        environment: ``"production"``, ``"sandbox"`` or another environment of the rate
-            card; from ``FLEXCREDITS_ENVIRONMENT``, else ``"production"``.
-        wallet: Where records go: an `OfflineWallet` (in memory by default), an `HttpWallet`
-            or any `Sink`.
-        tags: Tags every record of this meter carries (the weakest source of tags).
-        clock: Returns Unix time in nanoseconds, for records' start times (for tests).
-        spans: How actions meet OpenTelemetry spans: ``"auto"`` (annotate the current span,
-            or open one when a tracer provider is configured), ``"always"`` or ``"never"``
-            (see `flexcredits_sdk.otel`).
-        metric_tags: The tag keys that become OpenTelemetry metric attributes (spans carry
-            every tag; metrics only these, to bound their cardinality).
-
-    Raises:
-        ConfigurationError: A value is of the wrong type or the rate card does not price the
-            environment.
+    `Meter` adds configuration and the public API on top; nothing else starts or ends an
+    action. The attributes below are set by `Meter._apply` under `_lock` and only read here.
     """
 
-    def __init__(
-        self,
-        *,
-        rate_card: RateCard | None = None,
-        environment: str | None = None,
-        wallet: Sink | None = None,
-        tags: Mapping[str, str] | None = None,
-        clock: Callable[[], int] | None = None,
-        spans: SpanMode = "auto",
-        metric_tags: Iterable[str] = (),
-    ) -> None:
+    rate_card: RateCard
+    environment: str
+    _wallet: Sink
+    _tags: dict[str, str]
+    _clock: Callable[[], int]
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._specs: weakref.WeakSet[Spec] = weakref.WeakSet()
-        self._version = 0
+        self._version = 0  # bumped by every configure; a spec of an older version is repriced
         self._recorded = 0
         self._refused = 0
         self._errors = 0
         self._last_error: str | None = None
         self._observers: tuple[Observer, ...] = ()
-        self._apply(
-            rate_card=rate_card or RateCard.agentforce(),
-            environment=environment or os.environ.get(ENVIRONMENT_VARIABLE) or "production",
-            wallet=wallet,
-            tags=tags or {},
-            clock=clock or time.time_ns,
-            spans=spans,
-            metric_tags=metric_tags,
-        )
-        with _HOOKS_LOCK:
-            _METERS.add(self)
-
-    def __repr__(self) -> str:
-        return (
-            f"Meter(rate_card={self.rate_card.name!r}, environment={self.environment!r}, "
-            f"wallet={self.wallet!r})"
-        )
-
-    @property
-    def wallet(self) -> Sink:
-        """Where records go; setting it is the same as ``configure(wallet=...)``."""
-        return self._wallet
-
-    @wallet.setter
-    def wallet(self, wallet: Sink) -> None:
-        self.configure(wallet=wallet)
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """The tags every record of this meter carries (a copy)."""
-        return dict(self._tags)
-
-    @property
-    def clock(self) -> Callable[[], int]:
-        """The meter's clock: Unix time in nanoseconds."""
-        return self._clock
-
-    # --- configuration ------------------------------------------------------------------------
-
-    def _apply(
-        self,
-        *,
-        rate_card: RateCard,
-        environment: str,
-        wallet: Sink | None,
-        tags: Mapping[str, str],
-        clock: Callable[[], int],
-        spans: SpanMode,
-        metric_tags: Iterable[str],
-    ) -> None:
-        spans = check_spans(spans)
-        metric_tags = check_metric_tags(metric_tags)
-        if not isinstance(rate_card, RateCard):
-            raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
-        rate_card.check_environment(environment)
-        if wallet is None:
-            from .wallets._offline import OfflineWallet
-
-            wallet = OfflineWallet(rate_card=rate_card)
-        check_sink(wallet)
-        checked_tags = check_tags(tags)
-        if not callable(clock):
-            raise ConfigurationError("clock", clock, "must be callable")
-        with self._lock:
-            specs = list(self._specs)
-        prices = [
-            (spec, rate_card.price(spec.action_type, environment, action=spec.name))
-            for spec in specs
-        ]
-        with self._lock:
-            self.rate_card = rate_card
-            self.environment = environment
-            self._wallet: Sink = wallet
-            self._tags = checked_tags
-            self._clock = clock
-            self.spans: SpanMode = spans
-            self.metric_tags: tuple[str, ...] = metric_tags
-            self._version += 1
-            for spec, price in prices:
-                spec.settle(price, checked_tags, self._version)
-        for hook in list(_METER_HOOKS):
-            hook(self)
-
-    def configure(
-        self,
-        *,
-        rate_card: RateCard | None = None,
-        environment: str | None = None,
-        wallet: Sink | None = None,
-        tags: Mapping[str, str] | None = None,
-        clock: Callable[[], int] | None = None,
-        spans: SpanMode | None = None,
-        metric_tags: Iterable[str] | None = None,
-    ) -> Meter:
-        """Change the meter in place; functions already decorated follow the change.
-
-        Arguments left out keep their current value. Every decorated function is priced again
-        under the new rate card and environment before anything changes.
-
-        Returns:
-            The meter itself.
-
-        Raises:
-            UnknownActionType: The new rate card does not price a decorated function's type.
-            UnknownEnvironment: The new rate card does not price the environment.
-        """
-        self._apply(
-            rate_card=rate_card or self.rate_card,
-            environment=environment or self.environment,
-            wallet=self._wallet if wallet is None else wallet,
-            tags=self._tags if tags is None else tags,
-            clock=clock or self._clock,
-            spans=spans or self.spans,
-            metric_tags=self.metric_tags if metric_tags is None else metric_tags,
-        )
-        return self
-
-    def stats(self) -> MeterStats:
-        """Return what this meter and its wallet have done."""
-        delivery: dict[str, Any] = {}
-        sink_stats = getattr(self.wallet, "stats", None)
-        if callable(sink_stats):
-            fields = MeterStats.__dataclass_fields__
-            delivery = {k: v for k, v in dict(sink_stats()).items() if k in fields}
-        delivery.setdefault("last_error", None)
-        delivery["last_error"] = delivery["last_error"] or self._last_error
-        return MeterStats(
-            recorded=self._recorded, refused=self._refused, metering_errors=self._errors, **delivery
-        )
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Ask the wallet to deliver pending records; return whether all were delivered."""
-        return bool(self.wallet.flush(timeout))
-
-    def shutdown(self, timeout: float | None = None) -> bool:
-        """Flush and close the wallet; return whether everything was delivered in time."""
-        return bool(self.wallet.shutdown(timeout))
 
     # --- observers ----------------------------------------------------------------------------
 
@@ -300,98 +143,6 @@ class Meter:
     def observers(self) -> tuple[Observer, ...]:
         """The observers registered with this meter, in the order they are called."""
         return self._observers
-
-    # --- declaring actions --------------------------------------------------------------------
-
-    def _spec(self, name: Any, action_type: Any, units: Any, tags: Any) -> Spec:
-        check_name(name, "name")
-        if not isinstance(action_type, str) or not action_type:
-            raise ConfigurationError("action_type", action_type, "must be a non-empty string")
-        spec = Spec(name, action_type, check_units(units), check_tags(tags or {}))
-        if len(self._tags.keys() | spec.tags.keys()) > MAX_TAGS:
-            check_tags(spec.tags, base=self._tags)
-        with self._lock:
-            price = self.rate_card.price(action_type, self.environment, action=name)
-            spec.settle(price, self._tags, self._version)
-            self._specs.add(spec)
-        return spec
-
-    @overload
-    def metered_action(self, func: Callable[P, R], /) -> Callable[P, R]: ...
-
-    @overload
-    def metered_action(
-        self,
-        func: None = None,
-        /,
-        *,
-        name: str | None = None,
-        action_type: str = "standard",
-        units: int = 1,
-        tags: Mapping[str, str] | None = None,
-    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-
-    def metered_action(
-        self,
-        func: Callable[P, R] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        action_type: str = "standard",
-        units: int = 1,
-        tags: Mapping[str, str] | None = None,
-    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-        """Meter every call of a function as one action, with or without parentheses.
-
-        Works on plain functions, coroutine functions, generator and async-generator functions,
-        methods, classmethods and staticmethods. Generators are metered once, when exhausted,
-        closed or failed. What the function returns or raises is never changed.
-
-        Args:
-            func: The function (when used without parentheses).
-            name: The action's name; the function's ``__qualname__`` by default.
-            action_type: The rate card's action type (``"standard"`` by default).
-            units: How many billable actions one call is (the body may change it through
-                `current_action()`).
-            tags: Tags of every record of this function.
-
-        Raises:
-            ConfigurationError: A bad name, units or tags; `UnknownActionType` when the rate
-                card does not price `action_type` (at decoration time, not call time).
-        """
-
-        def decorate(f: Callable[P, R]) -> Callable[P, R]:
-            target: Any = f
-            rewrap: Any = None
-            if isinstance(f, classmethod | staticmethod):
-                rewrap, target = type(f), f.__func__
-            if not callable(target):
-                raise ConfigurationError("func", f, "must be callable")
-            action_name = name if name is not None else getattr(target, "__qualname__", None)
-            spec = self._spec(action_name, action_type, units, tags)
-            wrapped = self._decorate(target, spec)
-            return rewrap(wrapped) if rewrap is not None else wrapped
-
-        if func is not None:
-            return decorate(func)
-        return decorate
-
-    def action(
-        self,
-        name: str,
-        *,
-        action_type: str = "standard",
-        units: int = 1,
-        tags: Mapping[str, str] | None = None,
-    ) -> ActionScope:
-        """Meter a block as one action: ``with meter.action("answer") as act:``.
-
-        Also works with ``async with`` and as a decorator.
-
-        Raises:
-            ConfigurationError: As for `metered_action`, when the scope is made.
-        """
-        return ActionScope(self, self._spec(name, action_type, units, tags))
 
     # --- the engine ---------------------------------------------------------------------------
 
@@ -501,7 +252,7 @@ class Meter:
                     units,
                     credits,
                     self.environment,
-                    act.tags,
+                    act._record_tags(),
                     act._conversation,
                     act.start_time_ns,
                     duration,
@@ -532,6 +283,272 @@ class Meter:
         logger.exception(
             "flexcredits: metering failed at %s of action %r; the action is unaffected", where, name
         )
+
+
+class Meter(_Engine):
+    """Prices actions with a rate card and hands their records to a wallet.
+
+    Args:
+        rate_card: What actions cost; Agentforce Flex Credits by default.
+        environment: ``"production"``, ``"sandbox"`` or another environment of the rate
+            card; from ``FLEXCREDITS_ENVIRONMENT``, else ``"production"``.
+        wallet: Where records go: an `OfflineWallet` (in memory by default), an `HttpWallet`
+            or any `Sink`.
+        tags: Tags every record of this meter carries (the weakest source of tags).
+        clock: Returns Unix time in nanoseconds, for records' start times (for tests).
+        spans: How actions meet OpenTelemetry spans: ``"auto"`` (annotate the current span,
+            or open one when a tracer provider is configured), ``"always"`` or ``"never"``
+            (see `flexcredits_sdk.otel`).
+        metric_tags: The tag keys that become OpenTelemetry metric attributes (spans carry
+            every tag; metrics only these, to bound their cardinality).
+
+    Raises:
+        ConfigurationError: A value is of the wrong type or the rate card does not price the
+            environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        rate_card: RateCard | None = None,
+        environment: str | None = None,
+        wallet: Sink | None = None,
+        tags: Mapping[str, str] | None = None,
+        clock: Callable[[], int] | None = None,
+        spans: SpanMode = "auto",
+        metric_tags: Iterable[str] = (),
+    ) -> None:
+        super().__init__()
+        self._specs: weakref.WeakSet[Spec] = weakref.WeakSet()
+        self._apply(
+            rate_card=rate_card or RateCard.agentforce(),
+            environment=environment or os.environ.get(ENVIRONMENT_VARIABLE) or "production",
+            wallet=wallet,
+            tags=tags or {},
+            clock=clock or time.time_ns,
+            spans=spans,
+            metric_tags=metric_tags,
+        )
+        with _HOOKS_LOCK:
+            _METERS.add(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Meter(rate_card={self.rate_card.name!r}, environment={self.environment!r}, "
+            f"wallet={self.wallet!r})"
+        )
+
+    @property
+    def wallet(self) -> Sink:
+        """Where records go; setting it is the same as ``configure(wallet=...)``."""
+        return self._wallet
+
+    @wallet.setter
+    def wallet(self, wallet: Sink) -> None:
+        self.configure(wallet=wallet)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The tags every record of this meter carries (a copy)."""
+        return dict(self._tags)
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The meter's clock: Unix time in nanoseconds."""
+        return self._clock
+
+    # --- configuration ------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        *,
+        rate_card: RateCard,
+        environment: str,
+        wallet: Sink | None,
+        tags: Mapping[str, str],
+        clock: Callable[[], int],
+        spans: SpanMode,
+        metric_tags: Iterable[str],
+    ) -> None:
+        spans = check_spans(spans)
+        metric_tags = check_metric_tags(metric_tags)
+        if not isinstance(rate_card, RateCard):
+            raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
+        rate_card.check_environment(environment)
+        if wallet is None:
+            from .wallets._offline import OfflineWallet
+
+            wallet = OfflineWallet(rate_card=rate_card)
+        check_sink(wallet)
+        checked_tags = check_tags(tags)
+        if not callable(clock):
+            raise ConfigurationError("clock", clock, "must be callable")
+        with self._lock:
+            specs = list(self._specs)
+        prices = [
+            (spec, rate_card.price(spec.action_type, environment, action=spec.name))
+            for spec in specs
+        ]
+        with self._lock:
+            self.rate_card = rate_card
+            self.environment = environment
+            self._wallet = wallet
+            self._tags = checked_tags
+            self._clock = clock
+            self.spans: SpanMode = spans
+            self.metric_tags: tuple[str, ...] = metric_tags
+            self._version += 1
+            for spec, price in prices:
+                spec.settle(price, checked_tags, self._version)
+        for hook in list(_METER_HOOKS):
+            hook(self)
+
+    def configure(
+        self,
+        *,
+        rate_card: RateCard | None = None,
+        environment: str | None = None,
+        wallet: Sink | None = None,
+        tags: Mapping[str, str] | None = None,
+        clock: Callable[[], int] | None = None,
+        spans: SpanMode | None = None,
+        metric_tags: Iterable[str] | None = None,
+    ) -> Meter:
+        """Change the meter in place; functions already decorated follow the change.
+
+        Arguments left out keep their current value. Every decorated function is priced again
+        under the new rate card and environment before anything changes.
+
+        Returns:
+            The meter itself.
+
+        Raises:
+            UnknownActionType: The new rate card does not price a decorated function's type.
+            UnknownEnvironment: The new rate card does not price the environment.
+        """
+        self._apply(
+            rate_card=rate_card or self.rate_card,
+            environment=environment or self.environment,
+            wallet=self._wallet if wallet is None else wallet,
+            tags=self._tags if tags is None else tags,
+            clock=clock or self._clock,
+            spans=spans or self.spans,
+            metric_tags=self.metric_tags if metric_tags is None else metric_tags,
+        )
+        return self
+
+    def stats(self) -> MeterStats:
+        """Return what this meter and its wallet have done."""
+        delivery: dict[str, Any] = {}
+        sink_stats = getattr(self.wallet, "stats", None)
+        if callable(sink_stats):
+            fields = MeterStats.__dataclass_fields__
+            delivery = {k: v for k, v in dict(sink_stats()).items() if k in fields}
+        delivery.setdefault("last_error", None)
+        delivery["last_error"] = delivery["last_error"] or self._last_error
+        return MeterStats(
+            recorded=self._recorded, refused=self._refused, metering_errors=self._errors, **delivery
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Ask the wallet to deliver pending records; return whether all were delivered."""
+        return bool(self.wallet.flush(timeout))
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and close the wallet; return whether everything was delivered in time."""
+        return bool(self.wallet.shutdown(timeout))
+
+    # --- declaring actions --------------------------------------------------------------------
+
+    def _spec(self, name: Any, action_type: Any, units: Any, tags: Any) -> Spec:
+        check_name(name, "name")
+        if not isinstance(action_type, str) or not action_type:
+            raise ConfigurationError("action_type", action_type, "must be a non-empty string")
+        spec = Spec(name, action_type, check_units(units), check_tags(tags or {}))
+        if len(self._tags.keys() | spec.tags.keys()) > MAX_TAGS:
+            check_tags(spec.tags, base=self._tags)
+        with self._lock:
+            price = self.rate_card.price(action_type, self.environment, action=name)
+            spec.settle(price, self._tags, self._version)
+            self._specs.add(spec)
+        return spec
+
+    @overload
+    def metered_action(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+
+    @overload
+    def metered_action(
+        self,
+        func: None = None,
+        /,
+        *,
+        name: str | None = None,
+        action_type: str = "standard",
+        units: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def metered_action(
+        self,
+        func: Callable[P, R] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        action_type: str = "standard",
+        units: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+        """Meter every call of a function as one action, with or without parentheses.
+
+        Works on plain functions, coroutine functions, generator and async-generator functions,
+        methods, classmethods and staticmethods. Generators are metered once, when exhausted,
+        closed or failed. What the function returns or raises is never changed.
+
+        Args:
+            func: The function (when used without parentheses).
+            name: The action's name; the function's ``__qualname__`` by default.
+            action_type: The rate card's action type (``"standard"`` by default).
+            units: How many billable actions one call is (the body may change it through
+                `current_action()`).
+            tags: Tags of every record of this function.
+
+        Raises:
+            ConfigurationError: A bad name, units or tags; `UnknownActionType` when the rate
+                card does not price `action_type` (at decoration time, not call time).
+        """
+
+        def decorate(f: Callable[P, R]) -> Callable[P, R]:
+            target: Any = f
+            rewrap: Any = None
+            if isinstance(f, classmethod | staticmethod):
+                rewrap, target = type(f), f.__func__
+            if not callable(target):
+                raise ConfigurationError("func", f, "must be callable")
+            action_name = name if name is not None else getattr(target, "__qualname__", None)
+            spec = self._spec(action_name, action_type, units, tags)
+            wrapped = self._decorate(target, spec)
+            return rewrap(wrapped) if rewrap is not None else wrapped
+
+        if func is not None:
+            return decorate(func)
+        return decorate
+
+    def action(
+        self,
+        name: str,
+        *,
+        action_type: str = "standard",
+        units: int = 1,
+        tags: Mapping[str, str] | None = None,
+    ) -> ActionScope:
+        """Meter a block as one action: ``with meter.action("answer") as act:``.
+
+        Also works with ``async with`` and as a decorator.
+
+        Raises:
+            ConfigurationError: As for `metered_action`, when the scope is made.
+        """
+        return ActionScope(self, self._spec(name, action_type, units, tags))
 
 
 def _no_end(_: BaseException | None) -> None:

@@ -155,7 +155,8 @@ class Alert(_Model):
         message: A sentence for a human.
         threshold: The threshold that was crossed, in credits.
         value: The balance, or the budget's spending, after the crossing.
-        budget_id: The budget's id for budget alerts.
+        budget_id: The budget's id, for budget alerts.
+        watch_id: The low-balance watch's id, for low-balance alerts.
         at: When the alert fired.
     """
 
@@ -164,6 +165,7 @@ class Alert(_Model):
     threshold: SignedCredits
     value: SignedCredits
     budget_id: str | None = None
+    watch_id: str | None = None
     at: _dt.datetime
 
 

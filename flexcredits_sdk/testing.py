@@ -163,7 +163,7 @@ class FlexWallet:
             "rate_card": meter.rate_card,
             "environment": meter.environment,
             "wallet": meter.wallet,
-            "clock": meter._clock,
+            "clock": meter.clock,
         }
         meter.configure(
             rate_card=self._rate_card or self.wallet.rate_card,

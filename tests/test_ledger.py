@@ -485,7 +485,7 @@ def test_a_grant_at_the_instant_another_expires() -> None:
             message="balance 10 credits fell below 50",
             threshold=50,
             value=10,
-            budget_id="watch-1",
+            watch_id="watch-1",
             at=ns_to_datetime(T0 + DAY),
         )
     ]
@@ -522,8 +522,8 @@ def test_a_watch_set_at_or_below_the_balance_fires_on_the_next_fall() -> None:
     led.grant(100, now_ns=T0)
     led.watch_low_balance(credits=100, now_ns=T0)  # exactly the balance: not below it
     led.watch_low_balance(credits=60, now_ns=T0)
-    assert [a.budget_id for a in led.book(record(1), T0)] == ["watch-1"]
-    assert [a.budget_id for a in led.book(record(40), T0)] == ["watch-2"]
+    assert [a.watch_id for a in led.book(record(1), T0)] == ["watch-1"]
+    assert [a.watch_id for a in led.book(record(40), T0)] == ["watch-2"]
 
 
 def test_a_watch_set_above_the_balance_waits_for_the_next_crossing() -> None:

@@ -176,6 +176,37 @@ def test_persists_across_restarts(tmp_path: Path, clock: FakeClock) -> None:
     again.shutdown()
 
 
+def test_a_removed_budget_stops_refusing_and_stays_removed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "wallet.db"
+    wallet = fc.OfflineWallet(path=path, clock=clock)
+    wallet.buy_packs(1)
+    hr = wallet.set_budget(20, tags={"department": "hr"}, period=None)
+    kept = wallet.set_budget(1000, tags={"department": "it"}, period=None)
+    meter = fc.Meter(wallet=wallet, clock=clock)
+    with fc.tags(department="hr"):
+        with meter.action("a"):
+            pass
+        with pytest.raises(fc.BudgetExceeded), meter.action("a"):
+            pass
+        wallet.remove_budget(hr.id)
+        with meter.action("a"):
+            pass
+    assert [b.id for b in wallet.budgets()] == [kept.id]
+    with pytest.raises(fc.ConfigurationError) as info:
+        wallet.remove_budget(hr.id)
+    assert (info.value.field, info.value.value) == ("budget_id", hr.id)
+    wallet.shutdown()
+
+    again = fc.OfflineWallet(path=path, clock=clock)
+    try:
+        assert [b.id for b in again.budgets()] == [kept.id]
+        assert again.balance().used == 40
+    finally:
+        again.shutdown()
+
+
 def test_an_unusable_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "wallet.db"
     path.write_bytes(b"this is not a database" * 100)

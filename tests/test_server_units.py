@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
-from server_fixtures import PostgresCluster, pg_cluster
+from server_fixtures import PostgresCluster, db_url, pg_cluster
 
 from flexcredits_sdk import ConfigurationError
 from flexcredits_sdk._records import UsageRecord
@@ -17,9 +18,9 @@ from flexcredits_sdk.server import ServerSettings, WalletStore
 from flexcredits_sdk.server._db import normalize_url
 from flexcredits_sdk.server._insert import copy_or_upsert
 from flexcredits_sdk.server._keys import KEY_PREFIX, digest, new_key, same_key
-from flexcredits_sdk.server._schema import from_nano, to_nano
+from flexcredits_sdk.server._schema import MIGRATIONS, from_nano, to_nano
 
-__all__ = ["pg_cluster"]
+__all__ = ["db_url", "pg_cluster"]
 
 T0 = 1_780_000_000 * 10**9
 
@@ -112,7 +113,32 @@ def test_tenant_names_are_checked_and_unique(tmp_path: Path) -> None:
             store.tenant("nobody")
         assert unknown.value.field == "tenant"
         assert store.revoke_keys("acme") == 1
-        assert store.migrate() == 1  # migrating twice changes nothing
+        assert store.migrate() == MIGRATIONS[-1][0]  # migrating twice changes nothing
+    finally:
+        store.close()
+
+
+def test_version_2_moves_watch_ids_of_stored_alerts_to_watch_id(db_url: str) -> None:
+    """A database written at version 1 kept the watch id of a low-balance alert in budget_id."""
+    store = WalletStore(db_url)
+    try:
+        assert store.migrate() == 2
+        store.create_tenant("acme")
+        tenant = store.tenant("acme").id
+        with store.engine.begin() as conn:  # back to version 1's table and rows
+            conn.execute(sa.text("ALTER TABLE alerts DROP COLUMN watch_id"))
+            conn.execute(sa.text("DELETE FROM schema_migrations WHERE version = 2"))
+            for kind, source in (("low_balance", "watch-1"), ("budget", "budget-1")):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO alerts (tenant_id, kind, message, threshold, value,"
+                        " budget_id, at_ns) VALUES (:t, :kind, 'm', '5', '4', :source, 1)"
+                    ),
+                    {"t": tenant, "kind": kind, "source": source},
+                )
+        assert store.migrate() == 2
+        found = {(a.kind, a.budget_id, a.watch_id) for a in store.alerts(tenant, limit=10)}
+        assert found == {("low_balance", None, "watch-1"), ("budget", "budget-1", None)}
     finally:
         store.close()
 

@@ -351,6 +351,7 @@ class WalletStore:
                 threshold=to_exact(row.threshold),
                 value=to_exact(row.value),
                 budget_id=row.budget_id,
+                watch_id=row.watch_id,
                 at=ns_to_datetime(row.at_ns),
             )
             for row in rows

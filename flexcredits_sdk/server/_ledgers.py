@@ -138,6 +138,7 @@ def _store_alerts(conn: Connection, tenant_id: int, fired: list[Alert]) -> None:
                 threshold=str(alert.threshold),
                 value=str(alert.value),
                 budget_id=alert.budget_id,
+                watch_id=alert.watch_id,
                 at_ns=datetime_to_ns(alert.at),
             )
             .returning(alerts.c.id)

@@ -64,7 +64,7 @@ class WatchRequest(_Model):
 
 
 class WatchResponse(_Model):
-    """The id that alerts from a watch carry in ``budget_id``."""
+    """The id that alerts from a watch carry in ``watch_id``."""
 
     id: str
 

@@ -99,7 +99,8 @@ alerts = sa.Table(
     sa.Column("message", sa.String(500), nullable=False),
     sa.Column("threshold", sa.String(64), nullable=False),
     sa.Column("value", sa.String(64), nullable=False),
-    sa.Column("budget_id", sa.String(64)),
+    sa.Column("budget_id", sa.String(64)),  # budget alerts
+    sa.Column("watch_id", sa.String(64)),  # low-balance alerts (version 2)
     sa.Column("at_ns", sa.BigInteger, nullable=False),
     sa.Index("alerts_by_tenant", "tenant_id", "id"),
 )
@@ -128,12 +129,26 @@ _versions = sa.Table(
 
 
 def _initial(conn: Connection) -> None:
+    # Creates the current tables, so a later migration that adds a column first checks whether
+    # a new database already has it.
     metadata.create_all(conn)
+
+
+def _alert_watch_ids(conn: Connection) -> None:
+    """Low-balance alerts name their watch in ``watch_id``, no longer in ``budget_id``."""
+    if "watch_id" not in {column["name"] for column in sa.inspect(conn).get_columns("alerts")}:
+        conn.execute(sa.text("ALTER TABLE alerts ADD COLUMN watch_id VARCHAR(64)"))
+    conn.execute(
+        sa.update(alerts)
+        .where(alerts.c.kind == "low_balance", alerts.c.budget_id.is_not(None))
+        .values(watch_id=alerts.c.budget_id, budget_id=None)
+    )
 
 
 #: Every migration, in order: (version, name, function).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "tenants, keys, records, alerts and webhook deliveries", _initial),
+    (2, "low-balance alerts carry watch_id", _alert_watch_ids),
 ]
 
 #: Any 64-bit number, the same in every server process: the advisory lock of migrations.

@@ -123,6 +123,8 @@ class SqliteStore:
                     hard=data["hard"],
                     name=data["name"],
                 )
+            elif kind == "remove_budget":
+                ledger.remove_budget(data["id"])
         ledger.alerts.clear()
 
     def close(self) -> None:

@@ -392,6 +392,19 @@ class OfflineWallet:
             self._update_mode()
         return info
 
+    def remove_budget(self, budget_id: str) -> None:
+        """Remove a budget set with `set_budget`, by its `BudgetInfo.id`.
+
+        Raises:
+            ConfigurationError: The wallet has no budget with that id.
+        """
+        with self._lock:
+            self._drain()
+            self._ledger.remove_budget(budget_id)
+            if self._store is not None:
+                self._store.add_event("remove_budget", self._clock(), {"id": budget_id})
+            self._update_mode()
+
     def budgets(self) -> list[BudgetInfo]:
         """Return every budget with what it spent in its current period."""
         with self._lock:
@@ -436,8 +449,8 @@ class OfflineWallet:
     def _dispatch(self, fired: list[Alert]) -> None:
         for alert in fired:
             callbacks = list(self._alert_callbacks)
-            if alert.budget_id in self._watch_callbacks:
-                callbacks.insert(0, self._watch_callbacks[alert.budget_id])
+            if alert.watch_id in self._watch_callbacks:
+                callbacks.insert(0, self._watch_callbacks[alert.watch_id])
             for callback in callbacks:
                 try:
                     callback(alert)
