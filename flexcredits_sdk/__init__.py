@@ -33,6 +33,7 @@ from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from ._observer import Observer
 from ._pricing import RateCard
 from ._records import UsageRecord, derive_id, new_id
+from ._usage import UsageReport
 from .wallets import AsyncHttpWallet, HttpWallet, OfflineWallet, Sink, Wallet
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ __all__ = [
     "UnknownActionType",
     "UnknownEnvironment",
     "UsageRecord",
+    "UsageReport",
     "UsageRow",
     "Wallet",
     "WalletError",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from operator import itemgetter
+from itertools import groupby, repeat
+from operator import floordiv, itemgetter
 from typing import Any, Literal
 
 from ._exceptions import ConfigurationError
@@ -16,20 +18,58 @@ from ._records import UsageRecord, datetime_to_ns, ns_to_datetime
 from ._validate import check_aware
 
 __all__ = [
+    "DEFAULT_KEEP_RECORDS",
     "RECORD_FIELDS",
     "Bucket",
+    "DayTotals",
     "RecordFilter",
     "RecordLog",
+    "UsageReport",
+    "check_keep_records",
     "from_columns",
     "group_usage",
     "to_columns",
     "usage_rows",
 ]
 
+#: How many recent records an in-memory wallet keeps by default (about 27 MiB of them).
+DEFAULT_KEEP_RECORDS = 100_000
+
 #: Fields of a record that `group_by` names directly; any other name is a tag key.
 RECORD_FIELDS = ("action", "action_type", "environment", "conversation_id", "outcome")
 Bucket = Literal["hour", "day", "month"]
 _BUCKETS = ("hour", "day", "month")
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+class UsageReport(list[UsageRow]):
+    """Usage rows, the most credits first, and whether they count every record they should.
+
+    A list of `UsageRow`; `complete` is ``False`` when a wallet that keeps only its recent
+    records could not place some older ones in the answer: grouped by ``conversation_id`` or by
+    the hour, or a `since`/`until` inside a day whose records were dropped. Running totals of
+    every record by day, action, type, environment, outcome and tags answer everything else.
+    """
+
+    complete: bool
+
+    def __init__(self, rows: Iterable[UsageRow] = (), *, complete: bool = True) -> None:
+        super().__init__(rows)
+        self.complete = complete
+
+    def __repr__(self) -> str:
+        return f"UsageReport({list.__repr__(self)}, complete={self.complete})"
+
+
+def check_keep_records(keep: Any) -> int | None:
+    """Return `keep` checked: a non-negative int, or ``None`` for every record.
+
+    Raises:
+        ConfigurationError: Anything else.
+    """
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise ConfigurationError("keep_records", keep, "must be a non-negative int or None")
+    return keep
 
 
 def _check_group_by(group_by: Any) -> tuple[str, ...]:
@@ -103,7 +143,9 @@ def group_usage(
     rate_card: RateCard,
     *,
     bucket: Bucket | None = None,
-) -> list[UsageRow]:
+    earlier: DayTotals | None = None,
+    where: RecordFilter | None = None,
+) -> UsageReport:
     """Sum records into usage rows, one per distinct value of the `group_by` fields.
 
     Args:
@@ -112,6 +154,8 @@ def group_usage(
         rate_card: Prices the credits in money.
         bucket: Also group by the hour, day or month (UTC) the action started in; the row key
             then has a ``"bucket"`` entry.
+        earlier: Totals of records no longer held, added where they can be placed exactly.
+        where: The environment and time range of the query, for `earlier`.
 
     Returns:
         Rows with the most credits first; ties in key order.
@@ -120,6 +164,9 @@ def group_usage(
     if bucket is not None and bucket not in _BUCKETS:
         raise ConfigurationError("bucket", bucket, f"must be one of {list(_BUCKETS)} or None")
     totals: dict[tuple[str | None, ...], list[Any]] = {}
+    complete = True
+    if earlier is not None:
+        complete = earlier.add_to(totals, names, bucket, where or RecordFilter())
     for record in records:
         parts: list[str | None] = [
             getattr(record, name) if name in RECORD_FIELDS else record.tags.get(name)
@@ -127,15 +174,25 @@ def group_usage(
         ]
         if bucket is not None:
             parts.append(_bucket_key(record.start_time_ns, bucket))
-        key = tuple(parts)
-        row = totals.get(key)
-        if row is None:
-            totals[key] = [record.units, 1, record.credits]
-        else:
-            row[0] += record.units
-            row[1] += 1
-            row[2] += record.credits
-    return usage_rows(totals, (*names, "bucket") if bucket is not None else names, rate_card)
+        _accumulate(totals, tuple(parts), record.units, 1, record.credits)
+    key_names = (*names, "bucket") if bucket is not None else names
+    return UsageReport(usage_rows(totals, key_names, rate_card), complete=complete)
+
+
+def _accumulate(
+    totals: dict[tuple[str | None, ...], list[Any]],
+    key: tuple[str | None, ...],
+    units: int,
+    count: int,
+    credits: int | Decimal,
+) -> None:
+    row = totals.get(key)
+    if row is None:
+        totals[key] = [units, count, credits]
+    else:
+        row[0] += units
+        row[1] += count
+        row[2] += credits
 
 
 def usage_rows(
@@ -168,7 +225,19 @@ def usage_rows(
 
 _as_record = UsageRecord._make
 _CHUNK = 128
-_TAGS = UsageRecord._fields.index("tags")
+_FIELD = UsageRecord._fields.index
+_ACTION, _TYPE, _UNITS, _CREDITS = (
+    _FIELD("action"),
+    _FIELD("action_type"),
+    _FIELD("units"),
+    _FIELD("credits"),
+)
+_ENVIRONMENT, _TAGS, _START, _OUTCOME = (
+    _FIELD("environment"),
+    _FIELD("tags"),
+    _FIELD("start_time_ns"),
+    _FIELD("outcome"),
+)
 _NO_TAGS: dict[str, str] = {}  # shared by the rows of a column block without tags: read only
 _first = itemgetter(0)
 
@@ -197,28 +266,149 @@ def from_columns(columns: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
+class DayTotals:
+    """Exact totals of records by the UTC day they started, action, type, environment, outcome
+    and tags: what a wallet keeps of the records it no longer holds.
+
+    Its size grows with the distinct combinations of those per day, not with the records.
+    """
+
+    __slots__ = ("_totals", "count", "latest_ns")
+
+    def __init__(self) -> None:
+        self._totals: dict[tuple[Any, ...], list[Any]] = {}
+        self.count = 0  # records added
+        self.latest_ns: int | None = None  # the latest start time added
+
+    def add_columns(self, columns: tuple[Any, ...]) -> None:
+        """Add the records of a `to_columns` block."""
+        starts = columns[_START]
+        first_day = min(starts) // _DAY_NS
+        same_day = max(starts) // _DAY_NS == first_day
+        tags = columns[_TAGS]
+        rows = zip(
+            repeat(first_day) if same_day else map(floordiv, starts, repeat(_DAY_NS)),
+            columns[_ACTION],
+            columns[_TYPE],
+            columns[_ENVIRONMENT],
+            columns[_OUTCOME],
+            repeat(_NO_TAGS) if tags is None else tags,
+            columns[_UNITS],
+            columns[_CREDITS],
+            strict=False,  # `repeat` has no end
+        )
+        totals = self._totals
+        # Neighbouring records are mostly alike: one step per run of equal ones, found by
+        # comparing neighbours in C rather than hashing every record.
+        for (
+            day,
+            action,
+            action_type,
+            environment,
+            outcome,
+            tag_map,
+            units,
+            credits,
+        ), run in groupby(rows):
+            count = len(list(run))
+            key = (day, action, action_type, environment, outcome, frozenset(tag_map.items()))
+            row = totals.get(key)
+            if row is None:
+                totals[key] = [units * count, count, credits * count]
+            else:
+                row[0] += units * count
+                row[1] += count
+                row[2] += credits * count
+        self.count += len(starts)
+        latest = max(starts)
+        if self.latest_ns is None or latest > self.latest_ns:
+            self.latest_ns = latest
+
+    def add_to(
+        self,
+        totals: dict[tuple[str | None, ...], list[Any]],
+        names: Sequence[str],
+        bucket: Bucket | None,
+        where: RecordFilter,
+    ) -> bool:
+        """Add the totals that `where` selects to `totals`, keyed as `group_usage` keys.
+
+        Returns:
+            Whether every total `where` selects could be placed: not when grouping by
+            ``conversation_id`` or by the hour, nor for a day that `where`'s time range cuts.
+        """
+        exact = True
+        whole_days = bucket != "hour" and "conversation_id" not in names
+        since, until = where.since_ns, where.until_ns
+        for key, (units, count, credits) in self._totals.items():
+            day, action, action_type, environment, outcome, tags = key
+            if where.environment is not None and environment != where.environment:
+                continue
+            start = day * _DAY_NS
+            end = start + _DAY_NS
+            if (since is not None and end <= since) or (until is not None and start >= until):
+                continue
+            cut = (since is not None and start < since) or (until is not None and end > until)
+            if cut or not whole_days:
+                exact = False
+                continue
+            fields = {
+                "action": action,
+                "action_type": action_type,
+                "environment": environment,
+                "outcome": outcome,
+            }
+            tag_values = dict(tags)
+            parts: list[str | None] = [
+                fields[name] if name in RECORD_FIELDS else tag_values.get(name) for name in names
+            ]
+            if bucket is not None:
+                parts.append(_bucket_key(start, bucket))
+            _accumulate(totals, tuple(parts), units, count, credits)
+        return exact
+
+
 class RecordLog:
-    """Records in booking order, each id at most once.
+    """Records in booking order, each id at most once, the most recent `keep` of them held.
 
     Records are kept in chunks of `_CHUNK`, each a block of columns (`to_columns`): cheap to
     append in bulk, compact in memory, and nearly free for the garbage collector, which would
-    otherwise scan every record in each full collection of the host process.
+    otherwise scan every record in each full collection of the host process. When more than
+    `keep` records are held, the oldest chunks are dropped into `earlier` (`DayTotals`), so
+    that usage stays exact while memory stays bounded.
 
     One rule finds the duplicates, for any id: a record whose id is greater (as a string) than
     every id the log has seen is new, with no lookup. A meter's ids are UUIDv7 strings that
     increase within its process, so that is the common case. Only an id that is not greater
-    needs the index of ids, which is built from the stored ids when first needed and kept up to
-    date from then on.
+    needs the index of the ids held, which is built when first needed and kept up to date from
+    then on. An id whose record was dropped is no longer known: its record would be booked
+    again (a wallet with a file keeps every id).
+
+    Args:
+        keep: How many recent records to hold, at least (up to `_CHUNK` - 1 more); ``None``
+            holds every record.
     """
 
-    __slots__ = ("_chunks", "_count", "_index", "_tail", "_top")
+    __slots__ = ("_chunks", "_held", "_index", "_keep", "_tail", "_top", "earlier")
 
-    def __init__(self) -> None:
-        self._chunks: list[tuple[Any, ...]] = []  # each a tuple of columns
+    def __init__(self, keep: int | None = None) -> None:
+        self._keep = check_keep_records(keep)
+        self._chunks: deque[tuple[Any, ...]] = deque()  # each a tuple of columns
         self._tail: list[tuple[Any, ...]] = []
-        self._count = 0
+        self._held = 0
         self._top = ""  # the greatest id seen
-        self._index: set[str] | None = None  # every id seen, once first needed
+        self._index: set[str] | None = None  # every id held, once first needed
+        self.earlier = DayTotals()  # the records dropped
+
+    @property
+    def keep(self) -> int | None:
+        """How many recent records the log holds at least; ``None``: every record."""
+        return self._keep
+
+    @property
+    def dropped(self) -> int:
+        """How many records were dropped to keep memory bounded."""
+        return self.earlier.count
 
     def add(self, record: UsageRecord) -> bool:
         """Append `record` unless its id is already here; return whether it was added."""
@@ -263,13 +453,23 @@ class RecordLog:
     def _extend(self, records: Sequence[tuple[Any, ...]]) -> None:
         tail = self._tail
         tail.extend(records)
-        self._count += len(records)
+        self._held += len(records)
         if len(tail) >= _CHUNK:
             self._seal()
 
     def _seal(self) -> None:
         self._chunks.append(to_columns(self._tail))
         self._tail = []
+        keep = self._keep
+        if keep is None:
+            return
+        chunks = self._chunks
+        while chunks and self._held - len(chunks[0][0]) >= keep:
+            oldest = chunks.popleft()
+            self._held -= len(oldest[0])
+            self.earlier.add_columns(oldest)
+            if self._index is not None:
+                self._index.difference_update(oldest[0])
 
     def __contains__(self, record_id: object) -> bool:
         if not isinstance(record_id, str) or record_id > self._top:
@@ -279,7 +479,8 @@ class RecordLog:
         return record_id in self._index
 
     def __len__(self) -> int:
-        return self._count
+        """How many records are held."""
+        return self._held
 
     def __iter__(self) -> Iterator[UsageRecord]:
         chunks = itertools.chain.from_iterable(map(from_columns, self._chunks))

@@ -145,7 +145,9 @@ class FlexWallet:
         if clock is not None and not isinstance(clock, FakeClock):
             raise ConfigurationError("clock", clock, "must be a FakeClock")
         self.clock = clock or FakeClock()
-        self.wallet = OfflineWallet(rate_card=rate_card or meter.rate_card, clock=self.clock)
+        self.wallet = OfflineWallet(
+            rate_card=rate_card or meter.rate_card, clock=self.clock, keep_records=None
+        )
         self._rate_card = rate_card
         self._environment = environment
         self._tracker = _Tracker(deterministic_ids)

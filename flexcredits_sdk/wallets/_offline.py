@@ -14,10 +14,18 @@ from typing import Any
 
 from .._exceptions import ConfigurationError
 from .._ledger import Hold, Ledger, Overdraft, Period
-from .._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
+from .._models import Alert, Balance, BudgetInfo, GrantInfo
 from .._pricing import RateCard
 from .._records import UsageRecord, datetime_to_ns
-from .._usage import Bucket, RecordFilter, RecordLog, group_usage
+from .._usage import (
+    DEFAULT_KEEP_RECORDS,
+    Bucket,
+    RecordFilter,
+    RecordLog,
+    UsageReport,
+    check_keep_records,
+    group_usage,
+)
 from .._validate import check_aware, check_credits, check_name, check_tags
 from ._file import SqliteStore
 
@@ -62,6 +70,10 @@ class OfflineWallet:
         path: A SQLite file that keeps the ledger across restarts; in memory when omitted.
             One process at a time may use a file (share a wallet between processes through
             the wallet service).
+        keep_records: How many of the most recent records an in-memory wallet holds for
+            `records()` (up to 127 more); ``None`` holds every record. Balances, budgets and
+            `usage()` stay exact whatever it is (see `UsageReport.complete`). A wallet with
+            a `path` holds every record.
         clock: Returns the current Unix time in nanoseconds (for tests); `time.time_ns` by
             default. A record is booked at its end time, or at this clock's time if it
             ends later.
@@ -80,12 +92,14 @@ class OfflineWallet:
         overdraft: Overdraft = "allow",
         path: str | Path | None = None,
         clock: Callable[[], int] | None = None,
+        keep_records: int | None = DEFAULT_KEEP_RECORDS,
     ) -> None:
+        keep_records = check_keep_records(keep_records)
         if rate_card is not None and not isinstance(rate_card, RateCard):
             raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
         self.rate_card = rate_card or RateCard.agentforce()
         self._ledger = Ledger(self.rate_card, overdraft=overdraft)
-        self._log = RecordLog()
+        self._log = RecordLog(None if path is not None else keep_records)
         self._lock = threading.Lock()
         self._clock = clock or time.time_ns
         self._alert_callbacks: list[AlertCallback] = []
@@ -100,7 +114,11 @@ class OfflineWallet:
     def __repr__(self) -> str:
         where = f"path={str(self._store.path)!r}" if self._store else "in memory"
         records = len(self._log) + len(self._pending)
-        return f"OfflineWallet({where}, overdraft={self._ledger.overdraft!r}, records={records})"
+        dropped = f", dropped={self._log.dropped}" if self._log.dropped else ""
+        return (
+            f"OfflineWallet({where}, overdraft={self._ledger.overdraft!r}, "
+            f"records={records}{dropped})"
+        )
 
     # --- the meter's side ---------------------------------------------------------------------
 
@@ -186,6 +204,18 @@ class OfflineWallet:
         pending = self._pending
         if pending:
             self._book_batch([pending.popleft() for _ in range(len(pending))])
+
+    @property
+    def keep_records(self) -> int | None:
+        """How many recent records the wallet holds at least; ``None``: every record."""
+        return self._log.keep
+
+    @property
+    def dropped_records(self) -> int:
+        """How many of the oldest records were let go to keep memory bounded (`keep_records`)."""
+        with self._lock:
+            self._drain()
+            return self._log.dropped
 
     @property
     def authorizes(self) -> bool:
@@ -295,7 +325,7 @@ class OfflineWallet:
         since: _dt.datetime | None = None,
         until: _dt.datetime | None = None,
         bucket: Bucket | None = None,
-    ) -> list[UsageRow]:
+    ) -> UsageReport:
         """Return usage grouped by record fields and tags.
 
         Args:
@@ -308,13 +338,22 @@ class OfflineWallet:
             bucket: Also group by ``"hour"``, ``"day"`` or ``"month"`` (UTC).
 
         Returns:
-            Rows with the most credits first.
+            Rows with the most credits first; exact over every record booked, except where
+            `UsageReport.complete` says that records no longer held could not be placed
+            (grouping by ``conversation_id`` or by the hour, or a time range that cuts a day).
         """
         where = RecordFilter(environment=environment, since=since, until=until)
         with self._lock:
             self._drain()
-            selected = self._log.select(where)
-        return group_usage(selected, group_by, self.rate_card, bucket=bucket)
+            log = self._log
+            return group_usage(
+                log.select(where),
+                group_by,
+                self.rate_card,
+                bucket=bucket,
+                earlier=log.earlier if log.dropped else None,
+                where=where,
+            )
 
     def records(
         self,
@@ -327,7 +366,10 @@ class OfflineWallet:
         until: _dt.datetime | None = None,
         limit: int | None = None,
     ) -> list[UsageRecord]:
-        """Return booked records, oldest first, filtered by any of the arguments."""
+        """Return the booked records held, oldest first, filtered by any of the arguments.
+
+        An in-memory wallet holds its most recent `keep_records` records; see `dropped_records`.
+        """
         where = RecordFilter(
             action=action,
             tags=tags,
