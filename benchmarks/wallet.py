@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     processor.shutdown()
 
     metered = rounds * args.round
-    held, dropped = len(wallet.records()), wallet.dropped_records
+    held, dropped = len(list(wallet.records())), wallet.dropped_records
     usage = wallet.usage(["department"])
     overhead = best - references["bare"]
     span_overhead = references["span"] - references["bare"]

@@ -31,6 +31,7 @@ from ._export import DeadLetter
 from ._meter import Meter, MeterStats
 from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from ._observer import Observer
+from ._paging import AsyncRecordStream, RecordStream
 from ._pricing import RateCard
 from ._records import UsageRecord, derive_id, new_id
 from ._usage import UsageReport
@@ -48,6 +49,7 @@ __all__ = [
     "ActionScope",
     "Alert",
     "AsyncHttpWallet",
+    "AsyncRecordStream",
     "Balance",
     "BudgetExceeded",
     "BudgetInfo",
@@ -63,6 +65,7 @@ __all__ = [
     "OfflineWallet",
     "RateCard",
     "RateCardError",
+    "RecordStream",
     "Sink",
     "UnknownActionType",
     "UnknownEnvironment",

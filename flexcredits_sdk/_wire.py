@@ -9,7 +9,7 @@ method   path                    body                 answer
 POST     /v1/records             `IngestRequest`      `IngestResponse` (200) or 422
 GET      /v1/balance                                  `Balance`
 GET      /v1/usage               query: `UsageQuery`  `UsageResponse`
-GET      /v1/records             query: records       `RecordsResponse`
+GET      /v1/records             query: records       `RecordsResponse` (a page)
 GET      /v1/grants                                   `GrantsResponse`
 POST     /v1/grants              `GrantRequest`       `GrantInfo` (admin key)
 =======  ======================  ===================  =================================
@@ -34,6 +34,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, Json
 
 from ._models import Credits, GrantInfo, UsageRecordModel, UsageRow
+from ._paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 __all__ = [
     "API_VERSION",
@@ -121,7 +122,11 @@ class UsageResponse(_Model):
 
 
 class RecordsQuery(_Model):
-    """``GET /v1/records`` query parameters; ``tags`` is a JSON object every record must match."""
+    """``GET /v1/records`` query parameters; ``tags`` is a JSON object every record must match.
+
+    One page of records in time order (start time, then id): at most `limit` (1,000 when
+    omitted, at most 10,000), after the record that `cursor` (a ``next_cursor``) stands for.
+    """
 
     action: str | None = None
     environment: str | None = None
@@ -129,13 +134,16 @@ class RecordsQuery(_Model):
     tags: Json[dict[str, str]] | None = None
     since: _dt.datetime | None = None
     until: _dt.datetime | None = None
-    limit: Annotated[int, Field(gt=0)] | None = None
+    cursor: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    limit: Annotated[int, Field(gt=0, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE
 
 
 class RecordsResponse(_Model):
-    """``GET /v1/records``: records oldest first."""
+    """``GET /v1/records``: one page of records in time order, and the cursor of the next page
+    (``None`` on the last page)."""
 
     records: list[UsageRecordModel]
+    next_cursor: str | None = None
 
 
 class ErrorDetail(_Model):

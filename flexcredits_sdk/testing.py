@@ -205,7 +205,7 @@ class FlexWallet:
 
     def report(self) -> str:
         """Return a table of what each action cost, the most expensive first."""
-        return _cost_table(self.wallet.records())
+        return _cost_table(list(self.wallet.records()))
 
     # --- asserting --------------------------------------------------------------------------
 

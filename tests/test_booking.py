@@ -336,7 +336,7 @@ def test_ids_above_every_meter_id_leave_later_records_booked_once() -> None:
             pass
     for record in wallet.records():
         wallet.submit(record)
-    assert len(wallet.records()) == 301
+    assert len(list(wallet.records())) == 301
     assert wallet.balance().used == 301 * 20
 
 
@@ -367,6 +367,6 @@ def test_records_arriving_out_of_order_from_threads_are_booked_once(eager: bool)
         thread.start()
     for thread in threads:
         thread.join()
-    booked = wallet.records()
+    booked = list(wallet.records())
     assert sorted(r.id for r in booked) == sorted(r.id for r in made + derived)
     assert wallet.balance().used == sum(r.credits for r in made + derived)

@@ -88,7 +88,7 @@ def test_records_carry_the_context() -> None:
     meter = fc.Meter(wallet=wallet)
     with fc.tags(department="service"), fc.conversation("case-4711"), meter.action("a"):
         pass
-    record = wallet.records()[0]
+    record = next(iter(wallet.records()))
     assert record.tags == {"department": "service"}
     assert record.conversation_id == "case-4711"
 

@@ -62,12 +62,12 @@ def test_answers_match_the_offline_wallet(wallet: HttpWallet) -> None:
     assert wallet.usage(["team"]) == offline.usage(["team"])
     assert wallet.usage(["action"], bucket="day") == offline.usage(["action"], bucket="day")
     assert [g.credits for g in wallet.grants()] == [g.credits for g in offline.grants()]
-    assert len(wallet.records()) == 4
+    assert len(list(wallet.records())) == 4
     assert {r.conversation_id for r in wallet.records(conversation_id="conv-7")} == {"conv-7"}
     assert [r.action for r in wallet.records(tags={"team": "sales"})] == ["get_time_slots"]
-    assert len(wallet.records(action="identify_customer", limit=2)) == 2
+    assert len(list(wallet.records(action="identify_customer", limit=2))) == 2
     future = _dt.datetime.now(UTC) + _dt.timedelta(days=1)
-    assert wallet.records(since=future) == []
+    assert list(wallet.records(since=future)) == []
     assert wallet.usage(since=future) == []
 
 
@@ -96,9 +96,11 @@ def test_the_meter_reports_delivery(wallet: HttpWallet) -> None:
         (lambda w: w.usage("team"), "group_by"),
         (lambda w: w.usage(bucket="week"), "bucket"),
         (lambda w: w.usage(since=_dt.datetime(2026, 1, 1)), "since"),
-        (lambda w: w.records(until=_dt.datetime(2026, 1, 1)), "until"),
-        (lambda w: w.records(limit=0), "limit"),
-        (lambda w: w.records(tags=["a"]), "tags"),
+        (lambda w: list(w.records(until=_dt.datetime(2026, 1, 1))), "until"),
+        (lambda w: w.records(limit=-1), "limit"),
+        (lambda w: w.records(cursor="not a cursor"), "cursor"),
+        (lambda w: w.records(page_size=10_001), "page_size"),
+        (lambda w: list(w.records(tags=["a"])), "tags"),
         (lambda w: w.grant(1.5), "credits"),
         (lambda w: w.grant(0), "credits"),
         (lambda w: w.grant(5, source=""), "source"),
@@ -217,7 +219,7 @@ async def test_the_async_wallet_answers_without_blocking(
             {"team": "support"},
             {"team": "sales"},
         ]
-        assert len(await wallet.records(action="get_time_slots")) == 1
+        assert len(await wallet.records(action="get_time_slots").to_list()) == 1
         assert len(await wallet.grants()) == 1
     finally:
         assert await wallet.ashutdown(timeout=5)

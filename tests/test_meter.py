@@ -27,7 +27,7 @@ def meter(wallet: fc.OfflineWallet) -> fc.Meter:
 
 
 def only(wallet: fc.OfflineWallet) -> fc.UsageRecord:
-    records = wallet.records()
+    records = list(wallet.records())
     assert len(records) == 1, records
     return records[0]
 
@@ -115,7 +115,7 @@ def test_return_value_and_exception_are_unchanged(
     with pytest.raises(Boom) as info:
         fails()
     assert info.value is error
-    failed = wallet.records(action=fails.__qualname__)[0]
+    failed = next(iter(wallet.records(action=fails.__qualname__)))
     assert failed.outcome == "error"
     assert failed.error_type == "test_return_value_and_exception_are_unchanged.<locals>.Boom"
     assert failed.credits == 20  # the platform bills an action when it runs
@@ -196,12 +196,12 @@ def test_generator_metered_once_when_exhausted(meter: fc.Meter, wallet: fc.Offli
         return None
 
     gen = stream(3)
-    assert wallet.records() == []
+    assert list(wallet.records()) == []
     assert next(gen) == 0
     # Between items the consumer is not inside the action.
     assert fc.current_action() is None
     assert list(gen) == [1, 2]
-    assert len(wallet.records()) == 1
+    assert len(list(wallet.records())) == 1
     assert seen[0] is not None
     assert all(a is seen[0] for a in seen)
 
@@ -223,7 +223,7 @@ def test_generator_closed_early_is_metered_once(meter: fc.Meter, wallet: fc.Offl
     assert closed == [True]
     assert only(wallet).outcome == "ok"
     gen.close()
-    assert len(wallet.records()) == 1
+    assert len(list(wallet.records())) == 1
 
 
 def test_generator_failure_and_send_throw_pass_through(
@@ -350,7 +350,7 @@ def test_nested_actions_are_separate_records(meter: fc.Meter, wallet: fc.Offline
         inner()
         assert fc.current_action() is outer
     names = [r.action.rsplit(".", 1)[-1] for r in wallet.records()]
-    assert names == ["inner", "outer"]
+    assert names == ["outer", "inner"]  # in time order: the outer one started first
 
 
 # --- tags --------------------------------------------------------------------------------------
@@ -503,7 +503,7 @@ def test_a_failure_when_starting_runs_the_body_unmetered(
     assert act() == 5
     with meter.action("scope") as handle:
         handle.tag(still="usable")
-    assert wallet.records() == []
+    assert list(wallet.records()) == []
     assert meter.stats().metering_errors == 2
 
 
@@ -525,7 +525,7 @@ def test_a_failing_observer_is_contained(meter: fc.Meter, wallet: fc.OfflineWall
         return 1
 
     assert act() == 1
-    assert len(wallet.records()) == 1
+    assert len(list(wallet.records())) == 1
     assert meter.stats().metering_errors == 3
 
 
@@ -569,7 +569,7 @@ def test_wallets_that_override_submit_get_every_record() -> None:
     with meter.action("scope"):
         pass
     assert audited.seen == ["decorated", "scope"]
-    assert len(audited.records()) == 2
+    assert len(list(audited.records())) == 2
 
     mocked = mock.MagicMock(authorizes=False)
     meter.wallet = mocked  # the same as configure(wallet=...)
@@ -619,7 +619,7 @@ def test_a_call_reads_the_clock_at_its_start_and_its_end(wallet: fc.OfflineWalle
     meter = fc.Meter(wallet=wallet, clock=clock)
     meter.add_observer(Observer())
     meter.metered_action(name="observed")(lambda: None)()
-    (record,) = wallet.records()
+    (record,) = list(wallet.records())
     assert len(reads) == 2
     assert (record.start_time_ns, record.duration_ns) == (reads[0], reads[1] - reads[0])
 
@@ -672,7 +672,7 @@ def test_sync_functions_and_action_scopes_make_the_same_records(variant: str) ->
             else:
                 with meter.action("step", tags=options.get("tags")):
                     body()
-        (record,) = wallet.records()
+        (record,) = list(wallet.records())
         assert record.start_time_ns > 0
         assert record.duration_ns >= 0
         records.append(record)
@@ -710,7 +710,7 @@ def test_functions_decorated_at_import_follow_configure() -> None:
     act()
     first = fc.get_meter().wallet
     assert isinstance(first, fc.OfflineWallet)
-    assert first.records()[0].credits == 20
+    assert next(iter(first.records())).credits == 20
 
     wallet = fc.OfflineWallet()
     fc.configure(wallet=wallet, environment="sandbox")
@@ -731,7 +731,7 @@ def test_configure_reprices_every_decorated_function_first() -> None:
     act()
     wallet = fc.get_meter().wallet
     assert isinstance(wallet, fc.OfflineWallet)
-    assert wallet.records()[0].credits == 20
+    assert next(iter(wallet.records())).credits == 20
 
 
 def test_environment_variable_sets_the_default_environment(
@@ -755,7 +755,7 @@ def test_module_level_functions_take_an_explicit_meter(
     act()
     with fc.action("block", meter=meter):
         pass
-    assert len(wallet.records()) == 2
+    assert len(list(wallet.records())) == 2
 
 
 # --- one engine, observers and hooks ------------------------------------------------------------
@@ -816,7 +816,12 @@ async def test_a_scope_entered_from_concurrent_tasks_ends_each_tasks_own_action(
         return act.id
 
     ids = await asyncio.gather(first(), second())
-    assert [r.id for r in wallet.records()] == [ids[1], ids[0]]
+    first_record, second_record = sorted(wallet.records(), key=lambda r: ids.index(r.id))
+    assert [first_record.id, second_record.id] == ids
+    # Each task ended its own action: the first one's lasted past the end of the second's.
+    assert first_record.start_time_ns <= second_record.start_time_ns
+    ends = [r.start_time_ns + r.duration_ns for r in (first_record, second_record)]
+    assert ends[0] >= ends[1]
 
 
 def test_a_scope_exited_more_often_than_entered_records_nothing(
@@ -826,7 +831,7 @@ def test_a_scope_exited_more_often_than_entered_records_nothing(
     with scope:
         pass
     scope.__exit__(None, None, None)
-    assert len(wallet.records()) == 1
+    assert len(list(wallet.records())) == 1
 
 
 @pytest.mark.parametrize("bad", ["", "x" * 65, "line\nbreak", "nul\x00", 7])

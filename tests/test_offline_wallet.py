@@ -63,9 +63,9 @@ def test_usage_groups_by_fields_tags_and_time(clock: FakeClock) -> None:
     day_two = _dt.datetime(2026, 5, 29, tzinfo=_dt.UTC)
     assert sum(r.credits for r in wallet.usage(since=day_two)) == 60
     assert sum(r.credits for r in wallet.usage(until=day_two)) == 20
-    assert len(wallet.records(action="a")) == 2
-    assert len(wallet.records(tags={"department": "service"})) == 2
-    assert len(wallet.records(limit=1)) == 1
+    assert len(list(wallet.records(action="a"))) == 2
+    assert len(list(wallet.records(tags={"department": "service"}))) == 2
+    assert len(list(wallet.records(limit=1))) == 1
 
 
 def test_threads_book_every_record_exactly_once() -> None:
@@ -86,7 +86,7 @@ def test_threads_book_every_record_exactly_once() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(wallet.records()) == 20_000
+    assert len(list(wallet.records())) == 20_000
     assert wallet.balance().used == 400_000
     assert wallet.balance().credits == 100_000 - 400_000
     assert meter.stats().recorded == 20_000
@@ -100,7 +100,7 @@ def test_duplicates_are_booked_once() -> None:
     assert wallet.book(act.record) is False
     wallet.submit(act.record)
     assert wallet.balance().used == 20
-    assert len(wallet.records()) == 1
+    assert len(list(wallet.records())) == 1
 
 
 def test_an_id_set_to_a_running_actions_id_is_booked_once() -> None:
@@ -122,7 +122,7 @@ def test_a_meter_made_id_seen_again_is_refused_across_chunks() -> None:
 
     for _ in range(1_000):
         act()
-    first = wallet.records(limit=1)[0]
+    first = next(iter(wallet.records(limit=1)))
     wallet.submit(first)
     assert wallet.book(first) is False
     with meter.action("again") as again:
@@ -130,8 +130,8 @@ def test_a_meter_made_id_seen_again_is_refused_across_chunks() -> None:
     for _ in range(300):  # made after the log indexed the meter's ids
         act()
     with meter.action("late") as late:
-        late.set_id(wallet.records()[-1].id)
-    records = wallet.records()
+        late.set_id(list(wallet.records())[-1].id)
+    records = list(wallet.records())
     assert len(records) == len({r.id for r in records}) == 1_300
     assert wallet.balance().used == 1_300 * 20
     assert first.id in [r.id for r in records]
@@ -146,8 +146,8 @@ def test_records_with_derived_ids_are_booked_once_among_made_ones() -> None:
                 act.set_id(fc.derive_id("run-1", step))
             with meter.action("log"):
                 pass
-        assert len(wallet.records(action="step")) == 200
-        assert len(wallet.records(action="log")) == 200 * (attempt + 1)
+        assert len(list(wallet.records(action="step"))) == 200
+        assert len(list(wallet.records(action="log"))) == 200 * (attempt + 1)
 
 
 def test_persists_across_restarts(tmp_path: Path, clock: FakeClock) -> None:
@@ -163,11 +163,11 @@ def test_persists_across_restarts(tmp_path: Path, clock: FakeClock) -> None:
         for _ in range(3):
             with meter.action("a"):
                 pass
-    before = (wallet.balance(), wallet.grants(), wallet.records(), wallet.budgets())
+    before = (wallet.balance(), wallet.grants(), list(wallet.records()), wallet.budgets())
     wallet.shutdown()
 
     again = fc.OfflineWallet(path=path, clock=clock)
-    after = (again.balance(), again.grants(), again.records(), again.budgets())
+    after = (again.balance(), again.grants(), list(again.records()), again.budgets())
     assert after[0] == before[0]
     assert after[1] == before[1]
     assert after[2] == before[2]
@@ -205,6 +205,31 @@ def test_a_removed_budget_stops_refusing_and_stays_removed(
         assert again.balance().used == 40
     finally:
         again.shutdown()
+
+
+def test_records_stream_in_time_order_and_resume_from_a_cursor() -> None:
+    wallet = fc.OfflineWallet()
+    start = 1_780_000_000 * 10**9
+    batch = [
+        fc.UsageRecord(
+            f"r-{i:04}", "a", "standard", 1, 20, "production", {}, None, start, 1
+        )._replace(start_time_ns=start + (i * 7919) % 25 * 1000)
+        for i in range(1_000)
+    ]
+    wallet.book_many(batch)
+    expected = [r.id for r in sorted(batch, key=lambda r: (r.start_time_ns, r.id))]
+
+    stream = wallet.records(limit=300)
+    assert stream.cursor is None
+    head = [r.id for r in stream]
+    rest = wallet.records(cursor=stream.cursor)
+    assert head + [r.id for r in rest] == expected
+    assert [r.id for r in wallet.records(limit=0)] == []
+    assert list(rest) == []  # an iterator: used up
+    for bad in ("", "not-a-cursor", 42, "MTIzOg"):  # the last: "123:" with no id
+        with pytest.raises(fc.ConfigurationError) as info:
+            wallet.records(cursor=bad)  # type: ignore[arg-type]
+        assert (info.value.field, info.value.value) == ("cursor", bad)
 
 
 def test_an_unusable_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def parent_id(span: ReadableSpan) -> int | None:
 
 
 def only_record(meter: fc.Meter) -> fc.UsageRecord:
-    (record,) = meter.wallet.records()  # type: ignore[attr-defined]
+    (record,) = list(meter.wallet.records())  # type: ignore[attr-defined]
     return record  # type: ignore[no-any-return]
 
 
@@ -197,7 +197,7 @@ def test_spans_never_touches_no_span_but_records_carry_the_current_ids(
 
     (parent,) = traces.spans()
     assert "flexcredits.action" not in (parent.attributes or {})
-    assert meter.wallet.records()[-1].span_id == ids_of(parent)[1]  # type: ignore[attr-defined]
+    assert list(meter.wallet.records())[-1].span_id == ids_of(parent)[1]  # type: ignore[attr-defined]
 
 
 def test_the_context_manager_opens_a_span_around_the_block(meter: fc.Meter, traces: Traces) -> None:
@@ -381,7 +381,7 @@ def _run_agent(meter: fc.Meter) -> list[tuple[object, ...]]:
     plan()
     with pytest.raises(Boom):
         fail()
-    records = meter.wallet.records()  # type: ignore[attr-defined]
+    records = list(meter.wallet.records())  # type: ignore[attr-defined]
     return [(r.action, r.units, r.credits, r.outcome, r.error_type) for r in records]
 
 

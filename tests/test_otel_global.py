@@ -36,7 +36,7 @@ SCENARIO = textwrap.dedent(
 
 
     def last_trace_id():
-        return meter.wallet.records()[-1].trace_id
+        return list(meter.wallet.records())[-1].trace_id
 
 
     out = {}
@@ -64,7 +64,7 @@ SCENARIO = textwrap.dedent(
 
     later = fc.Meter(clock=clock)
     later.metered_action(name="later")(lambda: None)()
-    out["later"] = later.wallet.records()[0].span_id is not None
+    out["later"] = list(later.wallet.records())[0].span_id is not None
     print(json.dumps(out))
     """
 )

@@ -182,7 +182,7 @@ def test_metrics_only_without_a_tracer_provider_leaves_records_without_span_ids(
     meter = fc.Meter()
     otel.instrument(meter, meter_provider=metrics.provider)
     meter.metered_action(name="a")(lambda: None)()
-    (record,) = meter.wallet.records()  # type: ignore[attr-defined]
+    (record,) = list(meter.wallet.records())  # type: ignore[attr-defined]
     assert record.trace_id is None
     assert record.span_id is None
     assert metrics.values("flexcredits.credits")

@@ -277,7 +277,7 @@ def test_simulating_a_wallets_own_records(clock: object) -> None:
             for _ in range(3):
                 lookup()
     meter.flush()
-    records = wallet.records()
+    records = list(wallet.records())
     result = planning.simulate(
         planning.rows_from_records(records), ["agentforce", "per-conversation"]
     )

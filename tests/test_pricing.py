@@ -50,7 +50,7 @@ def test_action_prices_win_over_types() -> None:
     search()
     wallet = meter.wallet
     assert isinstance(wallet, fc.OfflineWallet)
-    assert wallet.records()[0].credits == Decimal("7.5")
+    assert next(iter(wallet.records())).credits == Decimal("7.5")
 
 
 def test_no_float_ever() -> None:

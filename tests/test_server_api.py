@@ -8,6 +8,7 @@ import itertools
 import json
 import time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -261,8 +262,53 @@ def test_records_can_be_filtered(server: ServerProcess) -> None:
     found = client.get("/v1/records", params=params).json()["records"]
     assert [r["id"] for r in found] == [r.id for r in batch[1::2][:3]]
     assert len(client.get("/v1/records").json()["records"]) == 10
+    assert client.get("/v1/records").json()["next_cursor"] is None
     assert client.get("/v1/records", params={"tags": "nonsense"}).status_code == 422
     assert client.get("/v1/records", params={"colour": "red"}).status_code == 422
+
+
+def test_records_page_in_time_order_with_a_cursor(server: ServerProcess, tmp_path: Path) -> None:
+    _, client = tenant(server)
+    # Out of time order, with ties of start time that the id breaks.
+    batch = [record(start_ns=T0 + (i * 7919) % 25 * 1000, rid=f"r-{i:04}") for i in range(2_500)]
+    for i in range(0, len(batch), 1000):
+        assert post(client, batch[i : i + 1000]).status_code == 200
+    expected = [r.id for r in sorted(batch, key=lambda r: (r.start_time_ns, r.id))]
+
+    pages, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 1000} | ({"cursor": cursor} if cursor else {})
+        answer = client.get("/v1/records", params=params).json()
+        pages.append([r["id"] for r in answer["records"]])
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [1000, 1000, 500]
+    assert [rid for p in pages for rid in p] == expected
+
+    # Without a limit: one page of the default size, never everything.
+    first = client.get("/v1/records").json()
+    assert len(first["records"]) == 1000
+    assert first["next_cursor"] is not None
+    for bad in ({"limit": 10_001}, {"limit": 0}, {"cursor": "not-a-cursor"}, {"cursor": ""}):
+        answer = client.get("/v1/records", params=bad)
+        assert answer.status_code == 422, bad
+        assert next(iter(bad)) in answer.json()["error"]["message"]
+
+    # The HTTP wallet follows the pages, and goes on from where a stream stood.
+    from flexcredits_sdk import HttpWallet
+
+    key = client.headers["Authorization"].split()[1]
+    wallet = HttpWallet(server.url, key, outbox_dir=tmp_path)
+    try:
+        stream = wallet.records(page_size=700, limit=1_600)
+        head = [r.id for r in stream]
+        rest = [r.id for r in wallet.records(cursor=stream.cursor, page_size=10_000)]
+        assert head + rest == expected
+        assert len(head) == 1_600
+        assert [r.id for r in wallet.records(limit=0)] == []
+    finally:
+        wallet.shutdown()
 
 
 def test_low_balance_and_budget_alerts_are_listed(server: ServerProcess) -> None:

@@ -50,7 +50,7 @@ def test_flex_wallet_on_a_meter_of_ones_own() -> None:
     with_wallet = FlexWallet(meter, environment="sandbox", deterministic_ids=False).install()
     act()
     with_wallet.assert_consumed(16)
-    (record,) = with_wallet.records()
+    (record,) = list(with_wallet.records())
     assert record.environment == "sandbox"
     assert not record.id.startswith("019b76da-a800-7000-8000")
     assert repr(with_wallet) == "<FlexWallet 16 credits in 1 records>"
@@ -59,7 +59,7 @@ def test_flex_wallet_on_a_meter_of_ones_own() -> None:
     assert meter.environment == "production"
     assert meter.observers == ()
     act()
-    assert len(original.records()) == 1  # type: ignore[attr-defined]
+    assert len(list(original.records())) == 1  # type: ignore[attr-defined]
 
 
 def test_the_fixture_works_in_this_suite(flex_wallet: FlexWallet) -> None:

@@ -362,7 +362,7 @@ import flexcredits_sdk as fc
 
 def test_books_offline():
     fc.metered_action(name="a")(lambda: None)()
-    (record,) = fc.get_meter().wallet.records()
+    (record,) = list(fc.get_meter().wallet.records())
     assert record.credits == 20
 """
     )

@@ -98,7 +98,7 @@ class StubWallet:
     @property
     def booked(self) -> int:
         """How many records were booked."""
-        return len(self.wallet.records())
+        return len(list(self.wallet.records()))
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         """Answer an httpx request (for respx and `httpx.MockTransport`)."""
@@ -183,9 +183,11 @@ class StubWallet:
             return 200, dict(_JSON), UsageResponse(rows=rows).model_dump_json().encode()
         if (method, path) == ("GET", "/v1/records"):
             where = RecordsQuery.model_validate(single)
-            found = wallet.records(**where.model_dump())
+            stream = wallet.records(**where.model_dump())
+            found = list(stream)
             models = [UsageRecordModel.model_validate(record.to_dict()) for record in found]
-            listed = RecordsResponse(records=models)
+            more = len(found) == where.limit
+            listed = RecordsResponse(records=models, next_cursor=stream.cursor if more else None)
             return 200, dict(_JSON), listed.model_dump_json().encode()
         return _error(404, "not_found", f"no route {method} {path}")
 

@@ -114,6 +114,7 @@ class RecordQuery:
 
     __slots__ = (
         "action",
+        "after",
         "conversation_id",
         "environment",
         "limit",
@@ -132,10 +133,12 @@ class RecordQuery:
         since_ns: int | None = None,
         until_ns: int | None = None,
         tags: dict[str, str] | None = None,
+        after: tuple[int, str] | None = None,
         limit: int | None = None,
         newest_first: bool = False,
     ) -> None:
         self.action = action
+        self.after = after  # the (start time, id) that the records come after, in time order
         self.environment = environment
         self.conversation_id = conversation_id
         self.since_ns = since_ns
@@ -146,7 +149,7 @@ class RecordQuery:
 
 
 def select_records(conn: Connection, tenant_id: int, query: RecordQuery) -> list[UsageRecord]:
-    """Return the tenant's records that `query` selects, oldest first."""
+    """Return the tenant's records that `query` selects, in time order (start time, then id)."""
     where = _where(
         tenant_id,
         environment=query.environment,
@@ -158,6 +161,11 @@ def select_records(conn: Connection, tenant_id: int, query: RecordQuery) -> list
     for key, value in query.tags.items():
         where.append(_tag(key, conn.dialect.name) == value)
     c = records.c
+    if query.after is not None:
+        start_ns, record_id = query.after
+        # The first condition alone lets the time index bound the scan.
+        where.append(c.start_ns >= start_ns)
+        where.append(sa.or_(c.start_ns > start_ns, c.id > record_id))
     order = (c.start_ns.desc(), c.id.desc()) if query.newest_first else (c.start_ns, c.id)
     statement = sa.select(records).where(*where).order_by(*order)
     if query.limit is not None:

@@ -14,7 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from .._exceptions import ConfigurationError
 from .._models import Balance, GrantInfo
+from .._paging import decode_cursor, encode_cursor, time_order
 from .._records import datetime_to_ns
 from .._wire import (
     ErrorResponse,
@@ -133,7 +135,11 @@ def get_usage(
 def get_records(
     request: Request, tenant: TenantDep, query: Annotated[RecordsQuery, Query()]
 ) -> RecordsResponse:
-    """Booked records, oldest first (every one when `limit` is omitted)."""
+    """One page of booked records in time order, and the cursor of the next page."""
+    try:
+        after = None if query.cursor is None else decode_cursor(query.cursor)
+    except ConfigurationError as exc:
+        raise ApiError(422, f"cursor: {exc.reason}") from None
     selection = RecordQuery(
         action=query.action,
         environment=query.environment,
@@ -141,10 +147,17 @@ def get_records(
         since_ns=_ns(query.since, "since"),
         until_ns=_ns(query.until, "until"),
         tags=query.tags,
-        limit=None if query.limit is None else min(query.limit, _INT64 - 1),
+        after=after,
+        limit=query.limit,
     )
     found = _store(request).records(tenant.id, selection)
-    return RecordsResponse.model_validate({"records": [r.to_dict() for r in found]})
+    more = len(found) == query.limit
+    return RecordsResponse.model_validate(
+        {
+            "records": [r.to_dict() for r in found],
+            "next_cursor": encode_cursor(time_order(found[-1])) if more else None,
+        }
+    )
 
 
 @router.get("/grants", responses=_ERRORS)

@@ -16,10 +16,18 @@ import httpx
 
 from .._exceptions import ConfigurationError
 from .._models import Balance, GrantInfo, UsageRow
+from .._paging import DEFAULT_PAGE_SIZE, AsyncRecordStream, Position, RecordStream
 from .._records import UsageRecord
 from .._usage import Bucket
 from .._wire import GrantsResponse, RecordsResponse, UsageResponse
-from ._http_base import API_KEY_VARIABLE, OUTBOX_DIR_VARIABLE, URL_VARIABLE, HttpWalletBase
+from ._http_base import (
+    API_KEY_VARIABLE,
+    OUTBOX_DIR_VARIABLE,
+    URL_VARIABLE,
+    HttpWalletBase,
+    check_page_size,
+    page,
+)
 
 __all__ = [
     "API_KEY_VARIABLE",
@@ -144,14 +152,26 @@ class HttpWallet(HttpWalletBase):
         conversation_id: str | None = None,
         since: _dt.datetime | None = None,
         until: _dt.datetime | None = None,
+        cursor: str | None = None,
         limit: int | None = None,
-    ) -> list[UsageRecord]:
-        """Return booked records, oldest first."""
-        params = self._records_params(
-            action, tags, environment, conversation_id, since, until, limit
-        )
-        answer = self._parse(self._get("records", params), RecordsResponse)
-        return [UsageRecord.from_model(model) for model in answer.records]
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> RecordStream:
+        """Iterate over booked records in time order, following the service's pages.
+
+        Each page is fetched when the one before is used up, `page_size` records at a time.
+
+        Raises:
+            ConfigurationError: A filter, `cursor`, `limit` or `page_size` is not valid.
+        """
+        params = self._records_params(action, tags, environment, conversation_id, since, until)
+
+        def fetch(position: Position | None, size: int) -> list[UsageRecord]:
+            answer = self._parse(
+                self._get("records", page(params, position, size)), RecordsResponse
+            )
+            return [UsageRecord.from_model(model) for model in answer.records]
+
+        return RecordStream(fetch, cursor=cursor, limit=limit, page_size=check_page_size(page_size))
 
 
 class AsyncHttpWallet(HttpWalletBase):
@@ -235,7 +255,7 @@ class AsyncHttpWallet(HttpWalletBase):
         params = self._usage_params(group_by, environment, since, until, bucket)
         return self._parse(await self._get("usage", params), UsageResponse).rows
 
-    async def records(
+    def records(
         self,
         *,
         action: str | None = None,
@@ -244,11 +264,23 @@ class AsyncHttpWallet(HttpWalletBase):
         conversation_id: str | None = None,
         since: _dt.datetime | None = None,
         until: _dt.datetime | None = None,
+        cursor: str | None = None,
         limit: int | None = None,
-    ) -> list[UsageRecord]:
-        """Return booked records, oldest first."""
-        params = self._records_params(
-            action, tags, environment, conversation_id, since, until, limit
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncRecordStream:
+        """Iterate (``async for``) over booked records in time order, following the pages.
+
+        Raises:
+            ConfigurationError: A filter, `cursor`, `limit` or `page_size` is not valid.
+        """
+        params = self._records_params(action, tags, environment, conversation_id, since, until)
+
+        async def fetch(position: Position | None, size: int) -> list[UsageRecord]:
+            answer = self._parse(
+                await self._get("records", page(params, position, size)), RecordsResponse
+            )
+            return [UsageRecord.from_model(model) for model in answer.records]
+
+        return AsyncRecordStream(
+            fetch, cursor=cursor, limit=limit, page_size=check_page_size(page_size)
         )
-        answer = self._parse(await self._get("records", params), RecordsResponse)
-        return [UsageRecord.from_model(model) for model in answer.records]

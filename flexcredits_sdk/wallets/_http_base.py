@@ -20,12 +20,20 @@ from .._export import DeadLetter, Exporter, Transport, check_url, default_outbox
 from .._export._settings import ExportSettings
 from .._export._transport import error_from_response
 from .._models import validation_error
+from .._paging import MAX_PAGE_SIZE, Position, check_limit, encode_cursor
 from .._records import UsageRecord
 from .._usage import Bucket
 from .._validate import check_aware, check_credits, check_name, check_tags
 from .._wire import GrantRequest, RecordsQuery, UsageQuery
 
-__all__ = ["API_KEY_VARIABLE", "OUTBOX_DIR_VARIABLE", "URL_VARIABLE", "HttpWalletBase"]
+__all__ = [
+    "API_KEY_VARIABLE",
+    "OUTBOX_DIR_VARIABLE",
+    "URL_VARIABLE",
+    "HttpWalletBase",
+    "check_page_size",
+    "page",
+]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -180,7 +188,6 @@ class HttpWalletBase:
         conversation_id: str | None,
         since: _dt.datetime | None,
         until: _dt.datetime | None,
-        limit: int | None,
     ) -> dict[str, Any]:
         for name, when in (("since", since), ("until", until)):
             if when is not None:
@@ -196,9 +203,9 @@ class HttpWalletBase:
             tags=None if tags is None else json.dumps(dict(tags)),
             since=since,
             until=until,
-            limit=limit,
         )
         params = _params(query)
+        params.pop("limit", None)  # set per page
         if "tags" in params:
             params["tags"] = json.dumps(params["tags"], separators=(",", ":"))
         return params
@@ -239,3 +246,23 @@ class HttpWalletBase:
 
     def _unreachable(self, exc: httpx.HTTPError) -> WalletError:
         return WalletError(f"cannot reach the wallet service at {self.url}: {type(exc).__name__}")
+
+
+def page(params: dict[str, Any], position: Position | None, size: int) -> dict[str, Any]:
+    """Return the query parameters of the page of `size` records after `position`."""
+    paged = {**params, "limit": size}
+    if position is not None:
+        paged["cursor"] = encode_cursor(position)
+    return paged
+
+
+def check_page_size(page_size: Any) -> int:
+    """Return `page_size` checked: 1 to `MAX_PAGE_SIZE`.
+
+    Raises:
+        ConfigurationError: Anything else.
+    """
+    checked = check_limit(page_size, "page_size", minimum=1, maximum=MAX_PAGE_SIZE)
+    if checked is None:
+        raise ConfigurationError("page_size", page_size, "must be a positive int")
+    return checked

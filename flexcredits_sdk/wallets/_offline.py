@@ -15,6 +15,7 @@ from typing import Any
 from .._exceptions import ConfigurationError
 from .._ledger import Hold, Ledger, Overdraft, Period
 from .._models import Alert, Balance, BudgetInfo, GrantInfo
+from .._paging import Position, RecordStream, page_after, time_order
 from .._pricing import RateCard
 from .._records import UsageRecord, datetime_to_ns
 from .._usage import (
@@ -364,11 +365,20 @@ class OfflineWallet:
         conversation_id: str | None = None,
         since: _dt.datetime | None = None,
         until: _dt.datetime | None = None,
+        cursor: str | None = None,
         limit: int | None = None,
-    ) -> list[UsageRecord]:
-        """Return the booked records held, oldest first, filtered by any of the arguments.
+    ) -> RecordStream:
+        """Iterate over the booked records held, in time order, filtered by the arguments.
 
-        An in-memory wallet holds its most recent `keep_records` records; see `dropped_records`.
+        The records are those held when this is called (an in-memory wallet holds its most
+        recent `keep_records`; see `dropped_records`).
+
+        Args:
+            cursor: Go on after the record where an earlier stream's `cursor` stood.
+            limit: Yield at most this many records.
+
+        Raises:
+            ConfigurationError: A filter, `cursor` or `limit` is not valid.
         """
         where = RecordFilter(
             action=action,
@@ -378,9 +388,19 @@ class OfflineWallet:
             since=since,
             until=until,
         )
+        ordered: list[UsageRecord] = []
+        keys: list[Position] = []
+        stream = RecordStream(
+            lambda position, size: page_after(ordered, keys, position, size),
+            cursor=cursor,
+            limit=limit,
+        )
         with self._lock:
             self._drain()
-            return self._log.select(where, limit)
+            ordered.extend(self._log.select(where))
+        ordered.sort(key=time_order)
+        keys.extend(map(time_order, ordered))
+        return stream
 
     # --- budgets and alerts -------------------------------------------------------------------
 

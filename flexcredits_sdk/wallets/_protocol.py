@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -108,6 +108,7 @@ class Wallet(Sink, Protocol):
         conversation_id: str | None = None,
         since: _dt.datetime | None = None,
         until: _dt.datetime | None = None,
+        cursor: str | None = None,
         limit: int | None = None,
-    ) -> list[UsageRecord]:
-        """Return booked records, oldest first."""
+    ) -> Iterator[UsageRecord]:
+        """Iterate over booked records in time order (start time, then id), from `cursor`."""
