@@ -25,6 +25,7 @@ __all__ = [
     "RecordFilter",
     "RecordLog",
     "UsageReport",
+    "check_group_by",
     "check_keep_records",
     "from_columns",
     "group_usage",
@@ -72,7 +73,7 @@ def check_keep_records(keep: Any) -> int | None:
     return keep
 
 
-def _check_group_by(group_by: Any) -> tuple[str, ...]:
+def check_group_by(group_by: Any) -> tuple[str, ...]:
     if isinstance(group_by, str) or not isinstance(group_by, Sequence):
         raise ConfigurationError(
             "group_by", group_by, "must be a list of field or tag names, e.g. ['department']"
@@ -160,7 +161,7 @@ def group_usage(
     Returns:
         Rows with the most credits first; ties in key order.
     """
-    names = _check_group_by(group_by)
+    names = check_group_by(group_by)
     if bucket is not None and bucket not in _BUCKETS:
         raise ConfigurationError("bucket", bucket, f"must be one of {list(_BUCKETS)} or None")
     totals: dict[tuple[str | None, ...], list[Any]] = {}
@@ -242,7 +243,7 @@ _NO_TAGS: dict[str, str] = {}  # shared by the rows of a column block without ta
 _first = itemgetter(0)
 
 
-def to_columns(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+def to_columns(rows: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
     """Return records (`UsageRecord` or plain tuples of its fields) as a block of columns.
 
     A block of columns is a tuple per field: the garbage collector stops scanning those of
@@ -323,6 +324,30 @@ class DayTotals:
         latest = max(starts)
         if self.latest_ns is None or latest > self.latest_ns:
             self.latest_ns = latest
+
+    def put(self, key: tuple[Any, ...], units: int, count: int, credits: int | Decimal) -> None:
+        """Set the totals of one key (a wallet file loads its totals this way)."""
+        self._totals[key] = [units, count, credits]
+        self.count += count
+
+    def get(self, key: tuple[Any, ...]) -> tuple[int, int, int | Decimal]:
+        """Return the actions (units), records and credits of one key."""
+        units, count, credits = self._totals[key]
+        return units, count, credits
+
+    def groups(self) -> Iterator[tuple[Any, ...]]:
+        """Every key: (day, action, action type, environment, outcome, frozenset of tags)."""
+        return iter(self._totals)
+
+    @staticmethod
+    def answers(names: Sequence[str], bucket: Bucket | None, where: RecordFilter) -> bool:
+        """Whether totals alone answer a usage query exactly: no grouping by conversation or
+        hour, and a time range on whole days."""
+        return (
+            bucket != "hour"
+            and "conversation_id" not in names
+            and all(ns is None or ns % _DAY_NS == 0 for ns in (where.since_ns, where.until_ns))
+        )
 
     def add_to(
         self,

@@ -232,13 +232,6 @@ def test_records_stream_in_time_order_and_resume_from_a_cursor() -> None:
         assert (info.value.field, info.value.value) == ("cursor", bad)
 
 
-def test_an_unusable_file_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "wallet.db"
-    path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(fc.ConfigurationError, match="not a usable wallet file"):
-        fc.OfflineWallet(path=path)
-
-
 def _another_program(path: Path) -> None:
     path.write_bytes(b"this is not a database" * 100)
 
@@ -248,18 +241,18 @@ def _another_schema(path: Path) -> None:
         conn.execute("PRAGMA user_version = 7")
 
 
-def _unreadable_events(path: Path) -> None:
+def _unreadable_ledger(path: Path) -> None:
     fc.OfflineWallet(path=path).shutdown()
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute("INSERT INTO events (kind, at_ns, data) VALUES ('grant', 0, 'not json')")
+        conn.execute("UPDATE ledger SET state = 'not json'")
 
 
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (_another_program, fc.ConfigurationError, "not a usable wallet file"),
-        (_another_schema, fc.ConfigurationError, "unknown schema version 7"),
-        (_unreadable_events, ValueError, "Expecting value"),
+        (_another_program, fc.ConfigurationError, "not a wallet file"),
+        (_another_schema, fc.ConfigurationError, "schema version 7, newer than"),
+        (_unreadable_ledger, fc.ConfigurationError, "holds a ledger this release cannot read"),
     ],
 )
 def test_a_refused_file_is_closed(

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from .._models import UsageRow
 from .._pricing import RateCard
 from .._records import UsageRecord
-from .._usage import RECORD_FIELDS, Bucket, _bucket_key, _check_group_by, usage_rows
+from .._usage import RECORD_FIELDS, Bucket, _bucket_key, check_group_by, usage_rows
 from ._schema import from_nano, records
 
 __all__ = ["RecordQuery", "select_records", "usage"]
@@ -73,7 +73,7 @@ def usage(
     Raises:
         ConfigurationError: A group name is empty or not a string.
     """
-    names = _check_group_by(list(group_by))
+    names = check_group_by(list(group_by))
     dialect = conn.dialect.name
     keys: list[sa.ColumnElement[Any]] = [
         records.c[name] if name in RECORD_FIELDS else _tag(name, dialect) for name in names

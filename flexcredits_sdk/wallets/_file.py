@@ -1,103 +1,295 @@
-"""A SQLite file that keeps an offline wallet's ledger across restarts.
+"""The wallet file: one SQLite database (WAL) that is the offline wallet's source of truth.
 
-The file is an append-only event log (grants, budgets, records) replayed through the ledger on
-open, so the restored wallet computes exactly what the original did.
+It holds the ledger's state (grants, budgets, watches, holds, alerts: `Ledger.to_state`), every
+record booked, and usage totals by day (`DayTotals`), each change in one transaction with the
+state it led to. Opening reads the state and the totals, never the records; `records()` and the
+usage questions that need single records are SQL queries on the time index.
+
+Schema versions (``PRAGMA user_version``): 1 was an event log replayed on open (migrated on
+first open by this release); 2 is the layout below.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .._exceptions import ConfigurationError
 from .._ledger import Ledger
-from .._pricing import to_exact
+from .._paging import Position
+from .._pricing import RateCard, to_exact
 from .._records import UsageRecord
-from .._usage import RecordLog
+from .._usage import DayTotals, RecordFilter, RecordLog, to_columns
 
-__all__ = ["SqliteStore"]
+__all__ = ["Durability", "WalletFile"]
 
+#: ``"batch"``: records are written in group commits (every 128 records, and within half a
+#: second); ``"each"``: every record is committed, and synced, before the call that booked it
+#: returns.
+Durability = Literal["batch", "each"]
+DURABILITIES = ("batch", "each")
+
+_VERSION = 2
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    at_ns INTEGER NOT NULL,
-    record_id TEXT UNIQUE,
-    data TEXT NOT NULL
+CREATE TABLE records (
+    id TEXT PRIMARY KEY,
+    action TEXT NOT NULL,
+    action_type TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    credits TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    conversation_id TEXT,
+    start_ns INTEGER NOT NULL,
+    duration_ns INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    error_type TEXT,
+    trace_id TEXT,
+    span_id TEXT
+) WITHOUT ROWID;
+CREATE INDEX records_by_time ON records (start_ns, id);
+CREATE TABLE day_totals (
+    day INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    action_type TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    credits TEXT NOT NULL,
+    PRIMARY KEY (day, action, action_type, environment, outcome, tags)
+) WITHOUT ROWID;
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL
 );
-PRAGMA user_version = 1;
 """
+_COLUMNS = (
+    "id, action, action_type, units, credits, environment, tags, conversation_id, start_ns,"
+    " duration_ns, outcome, error_type, trace_id, span_id"
+)
+_INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_PUT_TOTAL = "INSERT OR REPLACE INTO day_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
-def _record_from_json(data: dict[str, Any]) -> UsageRecord:
-    return UsageRecord(
-        data["id"],
-        data["action"],
-        data["action_type"],
-        data["units"],
-        to_exact(data["credits"], "credits"),
-        data["environment"],
-        data["tags"],
-        data["conversation_id"],
-        data["start_time_ns"],
-        data["duration_ns"],
-        data["outcome"],
-        data["error_type"],
-        data["trace_id"],
-        data["span_id"],
-    )
+def _row(record: UsageRecord) -> tuple[Any, ...]:
+    fields = list(record)
+    fields[4] = str(fields[4])
+    fields[6] = json.dumps(fields[6], sort_keys=True, separators=(",", ":"))
+    return tuple(fields)
 
 
-class SqliteStore:
-    """An append-only event log in one SQLite file (WAL mode)."""
+def _record(row: Sequence[Any]) -> UsageRecord:
+    fields = list(row)
+    fields[4] = to_exact(fields[4], "credits")
+    fields[6] = json.loads(fields[6])
+    return UsageRecord._make(fields)
 
-    def __init__(self, path: Path) -> None:
+
+def _refuse(path: Path, reason: str) -> ConfigurationError:
+    return ConfigurationError("path", str(path), reason)
+
+
+class WalletFile:
+    """One wallet file, opened by one process at a time.
+
+    Raises:
+        ConfigurationError: The file is not a wallet file, is of a newer schema, cannot be
+            opened or written, or another process has it open; the error names the path.
+    """
+
+    def __init__(self, path: Path, rate_card: RateCard, durability: Durability) -> None:
         self.path = path
         try:
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, 1):
-                    raise ConfigurationError(
-                        "path", str(path), f"has unknown schema version {version}"
-                    )
-                db.executescript(_SCHEMA)
-            except BaseException:
-                db.close()  # a refused file is closed, not left to the garbage collector
-                raise
-        except sqlite3.DatabaseError as exc:
-            raise ConfigurationError(
-                "path", str(path), f"is not a usable wallet file: {exc}"
-            ) from None
-        self._db = db
-
-    def add_event(self, kind: str, at_ns: int, data: dict[str, Any]) -> None:
-        self._db.execute(
-            "INSERT INTO events (kind, at_ns, data) VALUES (?, ?, ?)",
-            (kind, at_ns, json.dumps(data)),
-        )
-
-    def add_record(self, record: UsageRecord, at_ns: int) -> None:
-        data = record.to_dict()
-        del data["started_at"]
-        self._db.execute(
-            "INSERT INTO events (kind, at_ns, record_id, data) VALUES ('record', ?, ?, ?)",
-            (at_ns, record.id, json.dumps(data)),
-        )
-
-    def replay(self, ledger: Ledger, log: RecordLog) -> None:
-        """Rebuild `ledger` and `log` from the file; close the file if that fails."""
+            db = sqlite3.connect(path, timeout=1.0, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _refuse(path, f"cannot be opened: {exc}") from None
         try:
-            self._replay(ledger, log)
+            self._db = db
+            self._open(rate_card, durability)
         except BaseException:
-            self._db.close()
+            db.close()  # a refused file is closed, not left to the garbage collector
+            raise
+        self._pending: list[UsageRecord] = []  # booked, not yet written
+        self._pending_ids: set[str] = set()
+        self.top = ""  # the greatest record id in the file or waiting (set from `load`)
+        self.closed = False
+
+    def _open(self, rate_card: RateCard, durability: Durability) -> None:
+        db, path = self._db, self.path
+        try:
+            # One process at a time: the first read takes a lock kept until close.
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise _refuse(
+                    path,
+                    "is open in another process (one process at a time; share a wallet "
+                    "through the wallet service)",
+                ) from None
+            raise _refuse(path, f"cannot be used: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise _refuse(path, f"is not a wallet file: {exc}") from None
+        if version == 0 and tables:
+            raise _refuse(path, "is a SQLite file of another program, not a wallet file")
+        if version > _VERSION:
+            raise _refuse(
+                path, f"has schema version {version}, newer than this release's {_VERSION}"
+            )
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if durability == 'each' else 'NORMAL'}")
+            db.execute("BEGIN IMMEDIATE")
+            if version == 1:
+                ledger, log = self._read_version_1(rate_card)
+                db.execute("DROP TABLE events")
+                self._create()
+                self._write_all(ledger, log)
+            elif version == 0:
+                self._create()
+                self._write_state(Ledger(rate_card))
+            db.execute(f"PRAGMA user_version = {_VERSION}")
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise _refuse(path, f"is not a usable wallet file: {exc}") from None
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
-    def _replay(self, ledger: Ledger, log: RecordLog) -> None:
+    def _create(self) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def load(self, rate_card: RateCard) -> tuple[Ledger, DayTotals, str]:
+        """Return the ledger, the day totals and the greatest record id in the file."""
+        try:
+            (state,) = self._db.execute("SELECT state FROM ledger WHERE id = 1").fetchone()
+            ledger = Ledger.from_state(json.loads(state), rate_card)
+            totals = DayTotals()
+            for (
+                day,
+                action,
+                action_type,
+                env,
+                outcome,
+                tags,
+                units,
+                count,
+                credits,
+            ) in self._db.execute("SELECT * FROM day_totals"):
+                key = (day, action, action_type, env, outcome, frozenset(json.loads(tags).items()))
+                totals.put(key, units, count, to_exact(credits, "credits"))
+            top = self._db.execute("SELECT max(id) FROM records").fetchone()[0] or ""
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+            raise _refuse(self.path, f"holds a ledger this release cannot read: {exc}") from None
+        return ledger, totals, top
+
+    def contains(self, record_id: str) -> bool:
+        """Whether the file (or the records waiting to be written) has this id."""
+        if record_id in self._pending_ids:
+            return True
+        found = self._db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone()
+        return found is not None
+
+    def page(self, where: RecordFilter, after: Position | None, size: int) -> list[UsageRecord]:
+        """Return the `size` records `where` selects after `after`, in time order."""
+        sql, args = _select(where)
+        if after is not None:
+            sql += " AND start_ns >= ? AND (start_ns > ? OR id > ?)"
+            args += [after[0], after[0], after[1]]
+        sql += " ORDER BY start_ns, id LIMIT ?"
+        return [_record(row) for row in self._db.execute(sql, [*args, size])]
+
+    def scan(self, where: RecordFilter) -> Iterator[UsageRecord]:
+        """Yield every record `where` selects, in time order, a page at a time."""
+        after: Position | None = None
+        while True:
+            sql, args = _select(where)
+            if after is not None:
+                sql += " AND start_ns >= ? AND (start_ns > ? OR id > ?)"
+                args += [after[0], after[0], after[1]]
+            rows = self._db.execute(sql + " ORDER BY start_ns, id LIMIT 10000", args).fetchall()
+            yield from map(_record, rows)
+            if len(rows) < 10_000:
+                return
+            after = (rows[-1][8], rows[-1][0])
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def add_many(self, records: Sequence[UsageRecord]) -> list[UsageRecord]:
+        """Take the records whose ids are new, to be written with the next `commit`; return
+        them. The rule of `RecordLog`: an id greater than every id seen is new with no lookup;
+        any other is looked up in the file."""
+        added = []
+        top = self.top
+        for record in records:
+            record_id = record[0]
+            if record_id > top:
+                top = record_id
+            elif self.contains(record_id):
+                continue
+            added.append(record)
+            self._pending_ids.add(record_id)
+        self.top = top
+        self._pending.extend(added)
+        return added
+
+    @property
+    def pending(self) -> int:
+        """How many booked records wait to be written."""
+        return len(self._pending)
+
+    def commit(self, ledger: Ledger, totals: DayTotals, touched: DayTotals) -> None:
+        """Write the records waiting, the totals they `touched` (as `totals` now has them)
+        and the ledger's state, in one transaction.
+
+        Raises:
+            ConfigurationError: The file cannot be written (read-only, disk full); nothing of
+                this commit is in the file, and the records stay waiting.
+        """
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(_INSERT, map(_row, self._pending))
+            db.executemany(_PUT_TOTAL, _total_rows(totals, touched))
+            self._write_state(ledger)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise _refuse(self.path, f"cannot be written: {exc}") from None
+        self._pending.clear()
+        self._pending_ids.clear()
+
+    def _write_state(self, ledger: Ledger) -> None:
+        state = ledger.to_state()
+        text = json.dumps(state, separators=(",", ":"))
+        self._db.execute("INSERT OR REPLACE INTO ledger (id, state) VALUES (1, ?)", (text,))
+
+    def _write_all(self, ledger: Ledger, log: RecordLog) -> None:
+        records = list(log)
+        totals = DayTotals()
+        for start in range(0, len(records), 128):
+            totals.add_columns(to_columns(records[start : start + 128]))
+        self._db.executemany(_INSERT, map(_row, records))
+        self._db.executemany(_PUT_TOTAL, _total_rows(totals, totals))
+        self._write_state(ledger)
+
+    def _read_version_1(self, rate_card: RateCard) -> tuple[Ledger, RecordLog]:
+        """Replay a version 1 file (an event log) through a ledger."""
+        ledger, log = Ledger(rate_card), RecordLog()
         rows = self._db.execute("SELECT kind, at_ns, data FROM events ORDER BY seq")
         for kind, at_ns, text in rows:
             data = json.loads(text)
@@ -126,6 +318,58 @@ class SqliteStore:
             elif kind == "remove_budget":
                 ledger.remove_budget(data["id"])
         ledger.alerts.clear()
+        return ledger, log
 
     def close(self) -> None:
+        self.closed = True
         self._db.close()
+
+
+def _select(where: RecordFilter) -> tuple[str, list[Any]]:
+    sql = f"SELECT {_COLUMNS} FROM records WHERE 1"
+    args: list[Any] = []
+    for column, value in (
+        ("action", where.action),
+        ("environment", where.environment),
+        ("conversation_id", where.conversation_id),
+    ):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    if where.since_ns is not None:
+        sql += " AND start_ns >= ?"
+        args.append(where.since_ns)
+    if where.until_ns is not None:
+        sql += " AND start_ns < ?"
+        args.append(where.until_ns)
+    for key, value in (where.tags or {}).items():
+        sql += " AND EXISTS (SELECT 1 FROM json_each(records.tags) WHERE key = ? AND value = ?)"
+        args += [key, value]
+    return sql, args
+
+
+def _total_rows(totals: DayTotals, touched: DayTotals) -> Iterator[tuple[Any, ...]]:
+    for key in touched.groups():
+        units, count, credits = totals.get(key)
+        day, action, action_type, env, outcome, tags = key
+        tag_text = json.dumps(dict(tags), sort_keys=True, separators=(",", ":"))
+        yield day, action, action_type, env, outcome, tag_text, units, count, str(credits)
+
+
+def _record_from_json(data: dict[str, Any]) -> UsageRecord:
+    return UsageRecord(
+        data["id"],
+        data["action"],
+        data["action_type"],
+        data["units"],
+        to_exact(data["credits"], "credits"),
+        data["environment"],
+        data["tags"],
+        data["conversation_id"],
+        data["start_time_ns"],
+        data["duration_ns"],
+        data["outcome"],
+        data["error_type"],
+        data["trace_id"],
+        data["span_id"],
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
@@ -21,20 +23,25 @@ from .._records import UsageRecord, datetime_to_ns
 from .._usage import (
     DEFAULT_KEEP_RECORDS,
     Bucket,
+    DayTotals,
     RecordFilter,
     RecordLog,
     UsageReport,
+    check_group_by,
     check_keep_records,
     group_usage,
+    to_columns,
 )
 from .._validate import check_aware, check_credits, check_name, check_tags
-from ._file import SqliteStore
+from ._file import DURABILITIES, Durability, WalletFile
 
 __all__ = ["OfflineWallet"]
 
 #: Queued records are booked once this many wait: records that die young cost the garbage
 #: collector least.
 _DRAIN_AT = 128
+#: A wallet file writes what was booked at least this often (durability ``"batch"``).
+_COMMIT_EVERY_S = 0.5
 
 logger = logging.getLogger("flexcredits_sdk")
 
@@ -68,13 +75,17 @@ class OfflineWallet:
         overdraft: ``"allow"`` (default) lets the balance go negative, showing what is owed;
             ``"deny"`` refuses actions the balance does not cover with `InsufficientCredits`,
             before their body runs.
-        path: A SQLite file that keeps the ledger across restarts; in memory when omitted.
-            One process at a time may use a file (share a wallet between processes through
-            the wallet service).
+        path: A SQLite file that is the wallet: its ledger and every record, kept across
+            restarts; in memory when omitted. One process at a time may open a file (share a
+            wallet between processes through the wallet service).
         keep_records: How many of the most recent records an in-memory wallet holds for
             `records()` (up to 127 more); ``None`` holds every record. Balances, budgets and
             `usage()` stay exact whatever it is (see `UsageReport.complete`). A wallet with
-            a `path` holds every record.
+            a `path` keeps every record in its file and none in memory.
+        durability: With a `path`: ``"batch"`` (default) writes records in group commits,
+            every 128 records and at least every half second, so a crash of the process
+            (SIGKILL) loses at most those booked since the last commit; ``"each"`` commits
+            and syncs every record before the call that booked it returns.
         clock: Returns the current Unix time in nanoseconds (for tests); `time.time_ns` by
             default. A record is booked at its end time, or at this clock's time if it
             ends later.
@@ -94,27 +105,50 @@ class OfflineWallet:
         path: str | Path | None = None,
         clock: Callable[[], int] | None = None,
         keep_records: int | None = DEFAULT_KEEP_RECORDS,
+        durability: Durability = "batch",
     ) -> None:
         keep_records = check_keep_records(keep_records)
+        if durability not in DURABILITIES:
+            raise ConfigurationError("durability", durability, f"must be one of {DURABILITIES}")
         if rate_card is not None and not isinstance(rate_card, RateCard):
             raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
         self.rate_card = rate_card or RateCard.agentforce()
         self._ledger = Ledger(self.rate_card, overdraft=overdraft)
-        self._log = RecordLog(None if path is not None else keep_records)
+        self._log = RecordLog(keep_records)
         self._lock = threading.Lock()
         self._clock = clock or time.time_ns
         self._alert_callbacks: list[AlertCallback] = []
         self._watch_callbacks: dict[str, AlertCallback] = {}
         self._pending: deque[UsageRecord] = deque()  # records to book
-        self._store: SqliteStore | None = None
+        self._durability = durability
+        self._file: WalletFile | None = None
+        self._totals = DayTotals()  # a wallet file's usage by day, all records
+        self._touched = DayTotals()  # the part of it not written yet
+        self._closed = threading.Event()
         if path is not None:
-            self._store = SqliteStore(Path(path))
-            self._store.replay(self._ledger, self._log)
+            self._open(Path(path), overdraft)
         self._update_mode()
 
+    def _open(self, path: Path, overdraft: Overdraft) -> None:
+        wallet_file = WalletFile(path, self.rate_card, self._durability)
+        try:
+            self._ledger, self._totals, top = wallet_file.load(self.rate_card)
+        except BaseException:
+            wallet_file.close()
+            raise
+        self._ledger.overdraft = overdraft
+        wallet_file.top = top
+        self._file = wallet_file
+        if self._durability == "batch":
+            committer = threading.Thread(
+                target=_commit_loop, args=(weakref.ref(self), self._closed), daemon=True
+            )
+            committer.start()
+        atexit.register(_shutdown_at_exit, weakref.ref(self))
+
     def __repr__(self) -> str:
-        where = f"path={str(self._store.path)!r}" if self._store else "in memory"
-        records = len(self._log) + len(self._pending)
+        where = f"path={str(self._file.path)!r}" if self._file else "in memory"
+        records = (self._totals.count if self._file else len(self._log)) + len(self._pending)
         dropped = f", dropped={self._log.dropped}" if self._log.dropped else ""
         return (
             f"OfflineWallet({where}, overdraft={self._ledger.overdraft!r}, "
@@ -188,14 +222,24 @@ class OfflineWallet:
         self, records: Sequence[UsageRecord]
     ) -> tuple[Sequence[UsageRecord], list[Alert]]:
         """Book the records whose ids are new; the caller holds the lock."""
-        added = self._log.add_many(records)
+        wallet_file = self._file
+        added = (wallet_file or self._log).add_many(records)
         if not added:
             return added, []
-        now = self._clock()
-        if self._store is not None:
-            for at, record in Ledger.booking_order(added, now):
-                self._store.add_record(record, at)
-        return added, self._ledger.book_many(added, now)
+        fired = self._ledger.book_many(added, self._clock())
+        if wallet_file is not None:
+            columns = to_columns(list(added))
+            self._totals.add_columns(columns)
+            self._touched.add_columns(columns)
+            if self._durability == "each" or wallet_file.pending >= _DRAIN_AT:
+                self._commit()
+        return added, fired
+
+    def _commit(self) -> None:
+        """Write what was booked and the ledger's state to the file; the caller holds the lock."""
+        if self._file is not None:
+            self._file.commit(self._ledger, self._totals, self._touched)
+            self._touched = DayTotals()
 
     def _drain(self) -> None:
         """Book the queued records; the caller holds the lock.
@@ -205,6 +249,13 @@ class OfflineWallet:
         pending = self._pending
         if pending:
             self._book_batch([pending.popleft() for _ in range(len(pending))])
+
+    def _page(self, where: RecordFilter, position: Position | None, size: int) -> list[UsageRecord]:
+        assert self._file is not None
+        with self._lock:
+            self._drain()
+            self._commit()
+            return self._file.page(where, position, size)
 
     @property
     def keep_records(self) -> int | None:
@@ -225,18 +276,26 @@ class OfflineWallet:
 
     def _update_mode(self) -> None:
         self._authorizes = self._ledger.authorizes
-        self._eager = bool(self._store is not None or self._authorizes or self._ledger.reacts)
+        each = self._file is not None and self._durability == "each"
+        self._eager = bool(each or self._authorizes or self._ledger.reacts)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Nothing is pending in an offline wallet: return ``True``."""
+        """Write everything booked to the wallet file, if any; return ``True``."""
+        with self._lock:
+            self._drain()
+            self._commit()
         return True
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Close the SQLite file, if any."""
+        """Write everything booked to the wallet file, if any, and close it."""
+        self._closed.set()
         with self._lock:
             self._drain()
-            if self._store is not None:
-                self._store.close()
+            if self._file is not None and not self._file.closed:
+                try:
+                    self._commit()
+                finally:
+                    self._file.close()
         return True
 
     close = shutdown
@@ -276,18 +335,7 @@ class OfflineWallet:
             info, fired = self._ledger.grant(
                 credits, now_ns=now, source=source, priority=priority, expires_ns=expires_ns
             )
-            if self._store is not None:
-                self._store.add_event(
-                    "grant",
-                    now,
-                    {
-                        "credits": str(credits),
-                        "source": source,
-                        "priority": priority,
-                        "expires_ns": expires_ns,
-                        "id": info.id,
-                    },
-                )
+            self._commit()
         if fired:
             self._dispatch(fired)
         return info
@@ -346,6 +394,16 @@ class OfflineWallet:
         where = RecordFilter(environment=environment, since=since, until=until)
         with self._lock:
             self._drain()
+            if self._file is not None:
+                if self._totals.answers(check_group_by(group_by), bucket, where):
+                    found: Any = ()  # every record is in the totals
+                    earlier = self._totals
+                else:
+                    self._commit()
+                    found, earlier = self._file.scan(where), None
+                return group_usage(
+                    found, group_by, self.rate_card, bucket=bucket, earlier=earlier, where=where
+                )
             log = self._log
             return group_usage(
                 log.select(where),
@@ -388,6 +446,12 @@ class OfflineWallet:
             since=since,
             until=until,
         )
+        if self._file is not None:
+            return RecordStream(
+                lambda position, size: self._page(where, position, size),
+                cursor=cursor,
+                limit=limit,
+            )
         ordered: list[UsageRecord] = []
         keys: list[Position] = []
         stream = RecordStream(
@@ -439,18 +503,7 @@ class OfflineWallet:
             info = self._ledger.set_budget(
                 credits, now_ns=now, tags=tags, period=period, hard=hard, name=name
             )
-            if self._store is not None:
-                self._store.add_event(
-                    "budget",
-                    now,
-                    {
-                        "credits": str(credits),
-                        "tags": tags,
-                        "period": period,
-                        "hard": hard,
-                        "name": name,
-                    },
-                )
+            self._commit()
             self._update_mode()
         return info
 
@@ -463,8 +516,7 @@ class OfflineWallet:
         with self._lock:
             self._drain()
             self._ledger.remove_budget(budget_id)
-            if self._store is not None:
-                self._store.add_event("remove_budget", self._clock(), {"id": budget_id})
+            self._commit()
             self._update_mode()
 
     def budgets(self) -> list[BudgetInfo]:
@@ -518,3 +570,25 @@ class OfflineWallet:
                     callback(alert)
                 except Exception:
                     logger.exception("flexcredits alert callback %r failed", callback)
+
+
+def _commit_loop(wallet_ref: weakref.ref[OfflineWallet], closed: threading.Event) -> None:
+    """Write what a wallet booked to its file every `_COMMIT_EVERY_S`, until it is closed."""
+    while not closed.wait(_COMMIT_EVERY_S):
+        wallet = wallet_ref()
+        if wallet is None:
+            return
+        try:
+            with wallet._lock:
+                if not closed.is_set():
+                    wallet._drain()
+                    wallet._commit()
+        except Exception:
+            logger.exception("flexcredits: writing the wallet file failed; retrying")
+        del wallet
+
+
+def _shutdown_at_exit(wallet_ref: weakref.ref[OfflineWallet]) -> None:
+    wallet = wallet_ref()
+    if wallet is not None:
+        wallet.shutdown()

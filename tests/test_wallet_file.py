@@ -1,0 +1,270 @@
+"""`OfflineWallet(path=...)`: the file is the wallet, across restarts, crashes and releases."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from contextlib import closing
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flexcredits_sdk as fc
+from flexcredits_sdk.testing import FakeClock
+
+DATA = Path(__file__).parent / "data"
+START = _dt.datetime(2026, 3, 1, 21, 0, tzinfo=_dt.UTC)
+
+
+def _v1_card() -> fc.RateCard:
+    """The rate card `tests/data/wallet-v1.db` was written with."""
+    return fc.RateCard(
+        name="t",
+        action_types={
+            "standard": {"production": 20, "sandbox": 16},
+            "custom": {"production": Decimal("2.5")},
+        },
+    )
+
+
+def _answers(wallet: fc.OfflineWallet) -> dict[str, Any]:
+    return {
+        "balance": wallet.balance().model_dump(mode="json"),
+        "grants": [g.model_dump(mode="json") for g in wallet.grants()],
+        "budgets": [b.model_dump(mode="json") for b in wallet.budgets()],
+        "usage_by_department": [r.model_dump(mode="json") for r in wallet.usage(["department"])],
+        "records": [r.to_dict() for r in wallet.records()],
+    }
+
+
+def test_a_file_of_the_previous_release_is_migrated_with_the_same_answers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wallet.db"
+    shutil.copy(DATA / "wallet-v1.db", path)
+    expected = json.loads((DATA / "wallet-v1.json").read_text())
+    expected["records"].sort(key=lambda r: (r["start_time_ns"], r["id"]))  # now in time order
+    clock = FakeClock(expected.pop("now_ns"))
+    for _ in range(2):  # migrated, then opened as it is
+        wallet = fc.OfflineWallet(path=path, clock=clock, rate_card=_v1_card())
+        try:
+            assert _answers(wallet) == expected
+            assert len(expected["records"]) == 57
+        finally:
+            wallet.shutdown()
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert "events" not in tables
+
+
+def _meter_into(wallet: fc.OfflineWallet, clock: FakeClock, actions: int) -> None:
+    meters = [
+        fc.Meter(wallet=wallet, clock=clock, environment=env) for env in ("production", "sandbox")
+    ]
+    for i in range(actions):
+        tags = {"department": ("hr", "sales", "it")[i % 3]} if i % 5 else {}
+        with fc.tags(**tags), fc.conversation(f"c-{i % 9}"):
+            try:
+                with meters[i % 7 == 0].action(("answer", "lookup")[i % 2]) as act:
+                    act.units = 1 + i % 3
+                    if i % 13 == 0:
+                        raise ValueError("no")
+            except ValueError:
+                pass
+        clock.advance(131)
+
+
+def _without_ids(records: Any) -> list[fc.UsageRecord]:
+    """The records with their ids blanked: two wallets fed alike differ only in those."""
+    return [r._replace(id="") for r in records]
+
+
+QUERIES: list[dict[str, Any]] = [
+    {},
+    {"group_by": ["department"]},
+    {"group_by": ["action", "outcome", "department"], "bucket": "day"},
+    {"group_by": ["conversation_id"]},
+    {"group_by": ["action"], "bucket": "hour"},
+    {"group_by": ["department"], "environment": "sandbox"},
+    {"since": _dt.datetime(2026, 3, 1, 22, 30, tzinfo=_dt.UTC)},
+    {"group_by": ["action"], "until": _dt.datetime(2026, 3, 3, tzinfo=_dt.UTC)},
+]
+
+
+@pytest.mark.parametrize("durability", ["batch", "each"])
+def test_a_file_wallet_answers_as_the_memory_wallet_before_and_after_a_restart(
+    tmp_path: Path, durability: str
+) -> None:
+    path = tmp_path / "wallet.db"
+    answers = []
+    file_records: list[fc.UsageRecord] = []
+    for kind in ("file", "memory"):
+        clock = FakeClock(START)
+        wallet = fc.OfflineWallet(
+            clock=clock,
+            keep_records=None,
+            path=path if kind == "file" else None,
+            durability=durability,  # type: ignore[arg-type]
+        )
+        wallet.buy_packs(1)
+        wallet.set_budget(500, tags={"department": "hr"}, period="day", hard=False)
+        _meter_into(wallet, clock, 1_500)
+        answers.append(
+            (
+                [wallet.usage(**q) for q in QUERIES],
+                _without_ids(wallet.records()),
+                _without_ids(wallet.records(tags={"department": "it"}, limit=50)),
+                wallet.balance(),
+                wallet.budgets(),
+            )
+        )
+        assert all(report.complete for report in answers[-1][0])
+        if kind == "file":
+            file_records = list(wallet.records())
+        wallet.shutdown()
+    assert answers[0] == answers[1]
+    assert len(answers[0][1]) == 1_500
+    assert len(answers[0][2]) == 50
+
+    again = fc.OfflineWallet(path=path, clock=FakeClock(START), keep_records=None)
+    try:
+        assert [again.usage(**q) for q in QUERIES] == answers[1][0]
+        assert list(again.records()) == file_records
+        assert again.book(file_records[0]) is False  # every id is known after the restart
+        assert again.balance().model_dump(exclude={"as_of"}) == answers[1][3].model_dump(
+            exclude={"as_of"}
+        )
+    finally:
+        again.shutdown()
+
+
+def test_a_second_process_is_refused_with_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "wallet.db"
+    wallet = fc.OfflineWallet(path=path)
+    try:
+        code = textwrap.dedent(
+            f"""
+            import flexcredits_sdk as fc
+            try:
+                fc.OfflineWallet(path={str(path)!r})
+            except fc.ConfigurationError as exc:
+                print(exc)
+            """
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        assert str(path) in out
+        assert "open in another process" in out
+    finally:
+        wallet.shutdown()
+    fc.OfflineWallet(path=path).shutdown()  # free again once the first one closed
+
+
+def _another_program(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE customers (name TEXT)")
+        db.commit()
+
+
+def _newer_release(path: Path) -> None:
+    fc.OfflineWallet(path=path).shutdown()
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version = 3")
+
+
+def _not_sqlite(path: Path) -> None:
+    path.write_bytes(b"this is not a database file, only some text" * 100)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_another_program, "another program"),
+        (_newer_release, "newer than this release"),
+        (_not_sqlite, "not a wallet file"),
+        (lambda path: None, "cannot be opened"),  # its directory does not exist
+    ],
+)
+def test_an_unusable_file_is_refused_with_its_path(tmp_path: Path, make: Any, reason: str) -> None:
+    path = tmp_path / "wallet.db"
+    if reason == "cannot be opened":
+        path = tmp_path / "missing" / "wallet.db"
+    make(path)
+    before = path.read_bytes() if path.exists() else None
+    with pytest.raises(fc.ConfigurationError) as info:
+        fc.OfflineWallet(path=path)
+    assert info.value.field == "path"
+    assert info.value.value == str(path)
+    assert reason in str(info.value)
+    assert (path.read_bytes() if path.exists() else None) == before  # left as it was
+
+
+def test_durability_must_be_known() -> None:
+    with pytest.raises(fc.ConfigurationError) as info:
+        fc.OfflineWallet(durability="sometimes")  # type: ignore[arg-type]
+    assert info.value.field == "durability"
+
+
+_CHILD = """
+import sys
+import flexcredits_sdk as fc
+wallet = fc.OfflineWallet(path=sys.argv[1], durability=sys.argv[2])
+if wallet.balance().granted == 0:
+    wallet.grant(1_000_000)
+meter = fc.Meter(wallet=wallet)
+print("ready", flush=True)
+while True:
+    with fc.tags(department="hr"), meter.action("answer") as act:
+        pass
+    if sys.argv[2] == "each":
+        print(act.id, flush=True)
+"""
+
+
+@pytest.mark.parametrize("durability", ["batch", "each"])
+def test_sigkill_never_leaves_a_half_booked_file(tmp_path: Path, durability: str) -> None:
+    """Killed while booking, again and again: after each reopen the balance is what the grant
+    less the records in the file says; with "each", every action that returned is there."""
+    path = tmp_path / "wallet.db"
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    booked = 0
+    for round_ in range(4):
+        with subprocess.Popen(
+            [sys.executable, str(script), str(path), durability],
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(0.4 + 0.15 * round_)
+            os.kill(child.pid, signal.SIGKILL)
+            returned = child.stdout.read().split()
+        wallet = fc.OfflineWallet(path=path)
+        try:
+            records = list(wallet.records())
+            balance = wallet.balance()
+            assert balance.granted == 1_000_000
+            assert balance.used == sum(r.credits for r in records) == 20 * len(records)
+            assert balance.credits == 1_000_000 - balance.used
+            [row] = wallet.usage(["department"])
+            assert row.records == len(records)
+            assert len(records) > booked  # each round booked more
+            booked = len(records)
+            if durability == "each":
+                ids = {r.id for r in records}
+                assert set(returned[:-1]) <= ids  # the last line may be cut by the kill
+        finally:
+            wallet.shutdown()
