@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,11 +26,11 @@ from .._pricing import RateCard, to_exact
 from .._records import UsageRecord
 from .._usage import DayTotals, RecordFilter, RecordLog, to_columns
 
-__all__ = ["Durability", "WalletFile"]
+__all__ = ["DURABILITIES", "Batch", "Durability", "WalletFile"]
 
-#: ``"batch"``: records are written in group commits (every 128 records, and within half a
-#: second); ``"each"``: every record is committed, and synced, before the call that booked it
-#: returns.
+#: ``"batch"``: records are written in group commits by a background thread (see
+#: `OfflineWallet`); ``"each"``: every record is committed, and synced, before the call that
+#: booked it returns.
 Durability = Literal["batch", "each"]
 DURABILITIES = ("batch", "each")
 
@@ -74,13 +76,31 @@ _COLUMNS = (
 )
 _INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 _PUT_TOTAL = "INSERT OR REPLACE INTO day_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_PUT_STATE = "INSERT OR REPLACE INTO ledger (id, state) VALUES (1, ?)"
 
 
-def _row(record: UsageRecord) -> tuple[Any, ...]:
-    fields = list(record)
-    fields[4] = str(fields[4])
-    fields[6] = json.dumps(fields[6], sort_keys=True, separators=(",", ":"))
-    return tuple(fields)
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one write puts in the file: records, the day totals they changed, the ledger."""
+
+    records: list[UsageRecord]
+    ids: set[str]
+    totals: list[tuple[Any, ...]]
+    state: str
+
+
+def _rows(records: Sequence[UsageRecord]) -> Iterator[tuple[Any, ...]]:
+    """The rows of `records`; each distinct set of tags is written as JSON once."""
+    texts: dict[tuple[tuple[str, str], ...], str] = {}
+    for record in records:
+        fields: list[Any] = list(record)
+        fields[4] = str(fields[4])
+        tags = tuple(record.tags.items())
+        text = texts.get(tags)
+        if text is None:
+            text = texts[tags] = json.dumps(dict(tags), sort_keys=True, separators=(",", ":"))
+        fields[6] = text
+        yield tuple(fields)
 
 
 def _record(row: Sequence[Any]) -> UsageRecord:
@@ -116,8 +136,11 @@ class WalletFile:
             raise
         self._pending: list[UsageRecord] = []  # booked, not yet written
         self._pending_ids: set[str] = set()
+        self._writing: Batch | None = None  # taken, being written
         self.top = ""  # the greatest record id in the file or waiting (set from `load`)
         self.closed = False
+        #: Held while the file is written or read: one write at a time, in the order taken.
+        self.write_lock = threading.Lock()
 
     def _open(self, rate_card: RateCard, durability: Durability) -> None:
         db, path = self._db, self.path
@@ -197,11 +220,13 @@ class WalletFile:
         return ledger, totals, top
 
     def contains(self, record_id: str) -> bool:
-        """Whether the file (or the records waiting to be written) has this id."""
-        if record_id in self._pending_ids:
+        """Whether the file, or the records waiting to be written, have this id."""
+        writing = self._writing
+        if record_id in self._pending_ids or (writing is not None and record_id in writing.ids):
             return True
-        found = self._db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone()
-        return found is not None
+        with self.write_lock:
+            query = "SELECT 1 FROM records WHERE id = ?"
+            return self._db.execute(query, (record_id,)).fetchone() is not None
 
     def page(self, where: RecordFilter, after: Position | None, size: int) -> list[UsageRecord]:
         """Return the `size` records `where` selects after `after`, in time order."""
@@ -229,9 +254,9 @@ class WalletFile:
     # --- writing --------------------------------------------------------------------------------
 
     def add_many(self, records: Sequence[UsageRecord]) -> list[UsageRecord]:
-        """Take the records whose ids are new, to be written with the next `commit`; return
+        """Take the records whose ids are new, to be written with a later `write`; return
         them. The rule of `RecordLog`: an id greater than every id seen is new with no lookup;
-        any other is looked up in the file."""
+        any other is looked up among the records waiting and in the file."""
         added = []
         top = self.top
         for record in records:
@@ -251,39 +276,53 @@ class WalletFile:
         """How many booked records wait to be written."""
         return len(self._pending)
 
-    def commit(self, ledger: Ledger, totals: DayTotals, touched: DayTotals) -> None:
-        """Write the records waiting, the totals they `touched` (as `totals` now has them)
-        and the ledger's state, in one transaction.
+    def take(self, ledger: Ledger, totals: DayTotals, touched: DayTotals) -> Batch:
+        """Take the records waiting, with the totals they `touched` (as `totals` has them now)
+        and the ledger's state: what one `write` puts in the file. The caller holds the
+        wallet's lock, so that the three agree."""
+        batch = Batch(
+            self._pending,
+            self._pending_ids,
+            list(_total_rows(totals, touched)),
+            json.dumps(ledger.to_state(), separators=(",", ":")),
+        )
+        self._pending, self._pending_ids = [], set()
+        self._writing = batch
+        return batch
+
+    def write(self, batch: Batch) -> None:
+        """Write a taken batch in one transaction; the caller holds `write_lock`.
 
         Raises:
             ConfigurationError: The file cannot be written (read-only, disk full); nothing of
-                this commit is in the file, and the records stay waiting.
+                the batch is in the file, and its records wait again, for the next write.
         """
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(_INSERT, map(_row, self._pending))
-            db.executemany(_PUT_TOTAL, _total_rows(totals, touched))
-            self._write_state(ledger)
+            db.executemany(_INSERT, _rows(batch.records))
+            db.executemany(_PUT_TOTAL, batch.totals)
+            db.execute(_PUT_STATE, (batch.state,))
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            self._pending[:0] = batch.records
+            self._pending_ids |= batch.ids
             raise _refuse(self.path, f"cannot be written: {exc}") from None
-        self._pending.clear()
-        self._pending_ids.clear()
+        finally:
+            self._writing = None
 
     def _write_state(self, ledger: Ledger) -> None:
-        state = ledger.to_state()
-        text = json.dumps(state, separators=(",", ":"))
-        self._db.execute("INSERT OR REPLACE INTO ledger (id, state) VALUES (1, ?)", (text,))
+        text = json.dumps(ledger.to_state(), separators=(",", ":"))
+        self._db.execute(_PUT_STATE, (text,))
 
     def _write_all(self, ledger: Ledger, log: RecordLog) -> None:
         records = list(log)
         totals = DayTotals()
         for start in range(0, len(records), 128):
             totals.add_columns(to_columns(records[start : start + 128]))
-        self._db.executemany(_INSERT, map(_row, records))
+        self._db.executemany(_INSERT, _rows(records))
         self._db.executemany(_PUT_TOTAL, _total_rows(totals, totals))
         self._write_state(ledger)
 

@@ -33,7 +33,7 @@ from .._usage import (
     to_columns,
 )
 from .._validate import check_aware, check_credits, check_name, check_tags
-from ._file import DURABILITIES, Durability, WalletFile
+from ._file import DURABILITIES, Batch, Durability, WalletFile
 
 __all__ = ["OfflineWallet"]
 
@@ -42,6 +42,8 @@ __all__ = ["OfflineWallet"]
 _DRAIN_AT = 128
 #: A wallet file writes what was booked at least this often (durability ``"batch"``).
 _COMMIT_EVERY_S = 0.5
+#: Records booked and not yet written beyond which the booking thread writes them itself.
+_MAX_WAITING = 65_536
 
 logger = logging.getLogger("flexcredits_sdk")
 
@@ -82,10 +84,11 @@ class OfflineWallet:
             `records()` (up to 127 more); ``None`` holds every record. Balances, budgets and
             `usage()` stay exact whatever it is (see `UsageReport.complete`). A wallet with
             a `path` keeps every record in its file and none in memory.
-        durability: With a `path`: ``"batch"`` (default) writes records in group commits,
-            every 128 records and at least every half second, so a crash of the process
-            (SIGKILL) loses at most those booked since the last commit; ``"each"`` commits
-            and syncs every record before the call that booked it returns.
+        durability: With a `path`: ``"batch"`` (default) writes records in group commits on
+            a background thread, once 128 wait and at least every half second, so a crash of
+            the process (SIGKILL) loses those booked since the last commit (never more than
+            65,536); ``"each"`` commits and syncs every record before the call that booked
+            it returns.
         clock: Returns the current Unix time in nanoseconds (for tests); `time.time_ns` by
             default. A record is booked at its end time, or at this clock's time if it
             ends later.
@@ -125,6 +128,7 @@ class OfflineWallet:
         self._totals = DayTotals()  # a wallet file's usage by day, all records
         self._touched = DayTotals()  # the part of it not written yet
         self._closed = threading.Event()
+        self._wake = threading.Event()  # wakes the writer of a wallet file
         if path is not None:
             self._open(Path(path), overdraft)
         self._update_mode()
@@ -140,10 +144,13 @@ class OfflineWallet:
         wallet_file.top = top
         self._file = wallet_file
         if self._durability == "batch":
-            committer = threading.Thread(
-                target=_commit_loop, args=(weakref.ref(self), self._closed), daemon=True
+            writer = threading.Thread(
+                target=_write_loop,
+                args=(weakref.ref(self), self._closed, self._wake),
+                name="flexcredits-wallet-file",
+                daemon=True,
             )
-            committer.start()
+            writer.start()
         atexit.register(_shutdown_at_exit, weakref.ref(self))
 
     def __repr__(self) -> str:
@@ -231,15 +238,41 @@ class OfflineWallet:
             columns = to_columns(list(added))
             self._totals.add_columns(columns)
             self._touched.add_columns(columns)
-            if self._durability == "each" or wallet_file.pending >= _DRAIN_AT:
+            if self._durability == "each" or wallet_file.pending >= _MAX_WAITING:
                 self._commit()
+            elif wallet_file.pending >= _DRAIN_AT:
+                self._wake.set()  # the writer thread writes them
         return added, fired
 
+    def _take(self) -> Batch:
+        """Take what the file lacks; the caller holds the lock."""
+        assert self._file is not None
+        batch = self._file.take(self._ledger, self._totals, self._touched)
+        self._touched = DayTotals()
+        return batch
+
     def _commit(self) -> None:
-        """Write what was booked and the ledger's state to the file; the caller holds the lock."""
+        """Write what was booked and the ledger's state to the file now; the caller holds
+        the lock."""
         if self._file is not None:
-            self._file.commit(self._ledger, self._totals, self._touched)
-            self._touched = DayTotals()
+            batch = self._take()
+            with self._file.write_lock:  # after a write the writer thread has under way
+                self._file.write(batch)
+
+    def _write_in_background(self) -> None:
+        """Write what was booked, holding the wallet's lock only to take it."""
+        wallet_file = self._file
+        assert wallet_file is not None
+        with self._lock:
+            self._drain()
+            if wallet_file.closed or not wallet_file.pending:
+                return
+            batch = self._take()
+            wallet_file.write_lock.acquire()  # before the lock goes: writes keep their order
+        try:
+            wallet_file.write(batch)
+        finally:
+            wallet_file.write_lock.release()
 
     def _drain(self) -> None:
         """Book the queued records; the caller holds the lock.
@@ -289,6 +322,7 @@ class OfflineWallet:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Write everything booked to the wallet file, if any, and close it."""
         self._closed.set()
+        self._wake.set()
         with self._lock:
             self._drain()
             if self._file is not None and not self._file.closed:
@@ -572,17 +606,18 @@ class OfflineWallet:
                     logger.exception("flexcredits alert callback %r failed", callback)
 
 
-def _commit_loop(wallet_ref: weakref.ref[OfflineWallet], closed: threading.Event) -> None:
-    """Write what a wallet booked to its file every `_COMMIT_EVERY_S`, until it is closed."""
-    while not closed.wait(_COMMIT_EVERY_S):
+def _write_loop(
+    wallet_ref: weakref.ref[OfflineWallet], closed: threading.Event, wake: threading.Event
+) -> None:
+    """Write what a wallet booked to its file when woken, and every `_COMMIT_EVERY_S`."""
+    while True:
+        wake.wait(_COMMIT_EVERY_S)
+        wake.clear()
         wallet = wallet_ref()
-        if wallet is None:
+        if wallet is None or closed.is_set():
             return
         try:
-            with wallet._lock:
-                if not closed.is_set():
-                    wallet._drain()
-                    wallet._commit()
+            wallet._write_in_background()
         except Exception:
             logger.exception("flexcredits: writing the wallet file failed; retrying")
         del wallet
