@@ -268,3 +268,33 @@ def test_sigkill_never_leaves_a_half_booked_file(tmp_path: Path, durability: str
                 assert set(returned[:-1]) <= ids  # the last line may be cut by the kill
         finally:
             wallet.shutdown()
+
+
+def test_a_full_disk_keeps_the_records_waiting_until_a_write_succeeds(tmp_path: Path) -> None:
+    path = tmp_path / "wallet.db"
+    wallet = fc.OfflineWallet(path=path, durability="batch")
+    wallet.grant(1_000_000)
+    meter = fc.Meter(wallet=wallet)
+    for _ in range(50):
+        meter.metered_action(lambda: None)()
+    wallet.flush()
+    db = wallet._file._db  # type: ignore[union-attr]
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite answers "database or disk is full"
+    with fc.tags(department="hr"):
+        for _ in range(2_000):
+            meter.metered_action(lambda: None)()
+    with pytest.raises(fc.ConfigurationError) as info:
+        wallet.flush()
+    assert info.value.value == str(path)
+    assert "cannot be written" in str(info.value)
+    assert wallet.balance().used == 20 * 2_050  # booked, waiting to be written
+    db.execute("PRAGMA max_page_count = 1073741823")  # space again
+    wallet.shutdown()
+
+    again = fc.OfflineWallet(path=path)
+    try:
+        assert again.balance().used == 20 * 2_050
+        assert len(list(again.records(tags={"department": "hr"}))) == 2_000
+    finally:
+        again.shutdown()
