@@ -6,6 +6,7 @@ import click
 
 from .planning._plan_commands import register as _register_planning
 from .server._wallet_commands import wallet
+from .wallets._commands import register as _register_wallet_reading
 
 
 @click.group()
@@ -16,4 +17,5 @@ def main() -> None:
 
 _register_planning(main)
 
+_register_wallet_reading(wallet)
 main.add_command(wallet)
