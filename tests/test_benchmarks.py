@@ -44,3 +44,20 @@ def test_delivery_prints_overhead_work_throughput_and_memory() -> None:
     memory = next(line for line in out.splitlines() if line.startswith("memory:"))
     assert memory.endswith("dropped 0")
     assert "on disk 5,000" in memory
+
+
+def test_wallet_prints_memory_cost_and_the_file_figures() -> None:
+    out = _run("wallet.py", "--actions", "3000", "--round", "500")
+    assert "3,000 actions through the default in-memory OfflineWallet" in out
+    assert "records held 3,000 (keep_records=100,000), let go 0" in out
+    assert "usage by department counts 3,000 records, complete=True" in out
+    assert "3,000 actions through OfflineWallet(path=...)" in out
+    assert "opening it:" in out
+    assert "(3,000 records)" in out
+
+
+def test_records_paging_reads_back_every_record() -> None:
+    out = _run("records_paging.py", "--records", "12000", "--page", "5000")
+    assert "12,000 records booked" in out
+    assert "read 12,000 records back in pages of 5,000" in out
+    assert "server RSS before the listing" in out
