@@ -91,9 +91,17 @@ def check_limit(
 
 
 class _Stream:
-    __slots__ = ("_buffer", "_done", "_left", "_page_size", "_position")
+    __slots__ = ("_buffer", "_done", "_fetch", "_left", "_page_size", "_position")
 
-    def __init__(self, cursor: str | None, limit: int | None, page_size: int) -> None:
+    def __init__(
+        self,
+        fetch: Any,
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        self._fetch = fetch  # a `Fetch`, or an `AsyncFetch` for `AsyncRecordStream`
         self._position = None if cursor is None else decode_cursor(cursor)
         self._left = check_limit(limit)
         self._page_size = check_limit(page_size, "page_size", minimum=1)
@@ -138,18 +146,7 @@ class RecordStream(_Stream, Iterator[UsageRecord]):
         rest = wallet.records(cursor=stream.cursor)
     """
 
-    __slots__ = ("_fetch",)
-
-    def __init__(
-        self,
-        fetch: Fetch,
-        *,
-        cursor: str | None = None,
-        limit: int | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> None:
-        super().__init__(cursor, limit, page_size)
-        self._fetch = fetch
+    __slots__ = ()
 
     def __iter__(self) -> RecordStream:
         return self
@@ -168,18 +165,7 @@ class RecordStream(_Stream, Iterator[UsageRecord]):
 class AsyncRecordStream(_Stream, AsyncIterator[UsageRecord]):
     """`RecordStream` for asyncio: ``async for record in wallet.records(...)``."""
 
-    __slots__ = ("_fetch",)
-
-    def __init__(
-        self,
-        fetch: AsyncFetch,
-        *,
-        cursor: str | None = None,
-        limit: int | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
-    ) -> None:
-        super().__init__(cursor, limit, page_size)
-        self._fetch = fetch
+    __slots__ = ()
 
     def __aiter__(self) -> AsyncRecordStream:
         return self

@@ -1,4 +1,4 @@
-"""Records and exporters for the delivery tests, made in one place.
+"""Records, metered actions and exporters for the tests, made in one place.
 
 The pytest fixtures built on them (`server`, `make_exporter`, `make_wallet`, `sleeps`) are in
 ``conftest.py``; these plain functions are for module level too (e.g. in ``parametrize``).
@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from wallet_stub import StubWallet
 
+import flexcredits_sdk as fc
 from flexcredits_sdk import UsageRecord, new_id
 from flexcredits_sdk._export import Exporter, ExportSettings, Transport, check_url
 from flexcredits_sdk.wallets import HttpWallet
@@ -24,6 +25,26 @@ KEY = "test-key"
 MakeExporter = Callable[..., Exporter]
 #: The `make_wallet` fixture: ``make_wallet(url, api_key=KEY, **options)``.
 MakeWallet = Callable[..., HttpWallet]
+
+
+def meter_varied_actions(wallet: fc.OfflineWallet, clock: Any, actions: int = 2_000) -> None:
+    """Meter `actions` actions over days of `clock` (a `FakeClock`), into `wallet`: two
+    environments, two names, 1 to 3 units, four departments and untagged ones, nine
+    conversations, and errors."""
+    meters = [
+        fc.Meter(wallet=wallet, clock=clock, environment=env) for env in ("production", "sandbox")
+    ]
+    for i in range(actions):
+        tags = {"department": ("hr", "sales", "it", "ops")[i % 4]} if i % 5 else {}
+        with fc.tags(**tags), fc.conversation(f"c-{i % 9}"):
+            try:
+                with meters[i % 7 == 0].action(("answer", "lookup")[i % 2]) as act:
+                    act.units = 1 + i % 3
+                    if i % 13 == 0:
+                        raise ValueError("no")
+            except ValueError:
+                pass
+        clock.advance(127)
 
 
 def new_record(**changes: Any) -> UsageRecord:

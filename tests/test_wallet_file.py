@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures import meter_varied_actions
 
 import flexcredits_sdk as fc
 from flexcredits_sdk.testing import FakeClock
@@ -68,23 +69,6 @@ def test_a_file_of_the_previous_release_is_migrated_with_the_same_answers(
         assert "events" not in tables
 
 
-def _meter_into(wallet: fc.OfflineWallet, clock: FakeClock, actions: int) -> None:
-    meters = [
-        fc.Meter(wallet=wallet, clock=clock, environment=env) for env in ("production", "sandbox")
-    ]
-    for i in range(actions):
-        tags = {"department": ("hr", "sales", "it")[i % 3]} if i % 5 else {}
-        with fc.tags(**tags), fc.conversation(f"c-{i % 9}"):
-            try:
-                with meters[i % 7 == 0].action(("answer", "lookup")[i % 2]) as act:
-                    act.units = 1 + i % 3
-                    if i % 13 == 0:
-                        raise ValueError("no")
-            except ValueError:
-                pass
-        clock.advance(131)
-
-
 def _without_ids(records: Any) -> list[fc.UsageRecord]:
     """The records with their ids blanked: two wallets fed alike differ only in those."""
     return [r._replace(id="") for r in records]
@@ -119,7 +103,7 @@ def test_a_file_wallet_answers_as_the_memory_wallet_before_and_after_a_restart(
         )
         wallet.buy_packs(1)
         wallet.set_budget(500, tags={"department": "hr"}, period="day", hard=False)
-        _meter_into(wallet, clock, 1_500)
+        meter_varied_actions(wallet, clock, 1_500)
         answers.append(
             (
                 [wallet.usage(**q) for q in QUERIES],
@@ -249,7 +233,7 @@ def test_sigkill_never_leaves_a_half_booked_file(tmp_path: Path, durability: str
         ) as child:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == "ready"
-            time.sleep(0.4 + 0.15 * round_)
+            time.sleep(0.6 + 0.15 * round_)
             os.kill(child.pid, signal.SIGKILL)
             returned = child.stdout.read().split()
         wallet = fc.OfflineWallet(path=path)

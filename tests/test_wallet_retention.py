@@ -6,31 +6,12 @@ import datetime as _dt
 from typing import Any
 
 import pytest
+from fixtures import meter_varied_actions
 
 import flexcredits_sdk as fc
 from flexcredits_sdk.testing import FakeClock
 
 START = _dt.datetime(2026, 3, 1, 21, 0, tzinfo=_dt.UTC)
-
-
-def _run(wallet: fc.OfflineWallet, clock: FakeClock, actions: int = 2_000) -> None:
-    """Meter `actions` actions over about three days, with tags, conversations and errors."""
-    meters = [
-        fc.Meter(wallet=wallet, clock=clock, environment=e) for e in ("production", "sandbox")
-    ]
-    for i in range(actions):
-        meter = meters[i % 7 == 0]
-        department = ("hr", "sales", "it", "ops")[i % 4]
-        tags = {"department": department} if i % 5 else {}
-        with fc.tags(**tags), fc.conversation(f"c-{i % 9}"):
-            try:
-                with meter.action(("answer", "lookup")[i % 2]) as act:
-                    act.units = 1 + i % 3
-                    if i % 13 == 0:
-                        raise ValueError("no")
-            except ValueError:
-                pass
-        clock.advance(127)
 
 
 def _both(keep: int) -> tuple[fc.OfflineWallet, fc.OfflineWallet]:
@@ -39,7 +20,7 @@ def _both(keep: int) -> tuple[fc.OfflineWallet, fc.OfflineWallet]:
         clock = FakeClock(START)
         wallet = fc.OfflineWallet(clock=clock, keep_records=keep_records)
         wallet.buy_packs(1)
-        _run(wallet, clock)
+        meter_varied_actions(wallet, clock)
         walls.append(wallet)
     return walls[0], walls[1]
 
@@ -119,7 +100,7 @@ def test_the_test_fixture_wallet_holds_every_record() -> None:
     flex = FlexWallet(meter).install()
     try:
         assert flex.wallet.keep_records is None
-        _run(flex.wallet, flex.clock, actions=400)
+        meter_varied_actions(flex.wallet, flex.clock, actions=400)
         assert len(list(flex.wallet.records())) == 400
     finally:
         flex.uninstall()

@@ -24,22 +24,12 @@ from .._environment import API_KEY_VARIABLE, URL_VARIABLE
 from .._exceptions import FlexCreditsError
 from .._pricing import RateCard
 from .._records import UsageRecord
+from ..planning._history import COLUMNS
 from ._offline import OfflineWallet
 
 __all__ = ["register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: The columns of an exported history, in the order `flexcredits simulate` documents them.
-HISTORY_COLUMNS = (
-    "conversation_id",
-    "action",
-    "action_type",
-    "timestamp",
-    "environment",
-    "tags",
-    "resolved",
-    "units",
-)
 
 
 def _source(command: F) -> F:
@@ -346,7 +336,7 @@ def _write_history(found: Iterator[UsageRecord], format_: str, stream: IO[str]) 
             count += 1
         return count
     writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(HISTORY_COLUMNS)
+    writer.writerow(COLUMNS)
     for record in found:
         row = _history_row(record)
         pairs = row["tags"].items()
@@ -357,7 +347,7 @@ def _write_history(found: Iterator[UsageRecord], format_: str, stream: IO[str]) 
             )
         row["tags"] = ";".join(f"{k}={v}" for k, v in pairs)
         row["resolved"] = "true" if row["resolved"] else "false"
-        writer.writerow([row[column] for column in HISTORY_COLUMNS])
+        writer.writerow([row[column] for column in COLUMNS])
         count += 1
     return count
 

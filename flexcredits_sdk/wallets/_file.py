@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,7 @@ class WalletFile:
         self._writing: Batch | None = None  # taken, being written
         self.top = ""  # the greatest record id in the file or waiting (set from `load`)
         self.closed = False
+        self.written_at = time.monotonic()  # when the last write ended
         #: Held while the file is written or read: one write at a time, in the order taken.
         self.write_lock = threading.Lock()
 
@@ -304,6 +306,7 @@ class WalletFile:
             db.executemany(_PUT_TOTAL, batch.totals)
             db.execute(_PUT_STATE, (batch.state,))
             db.execute("COMMIT")
+            self.written_at = time.monotonic()
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")

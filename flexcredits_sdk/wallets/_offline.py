@@ -42,7 +42,8 @@ __all__ = ["OfflineWallet"]
 _DRAIN_AT = 128
 #: A wallet file writes what was booked at least this often (durability ``"batch"``).
 _COMMIT_EVERY_S = 0.5
-#: Records booked and not yet written beyond which the booking thread writes them itself.
+#: Records booked and not yet written beyond which the booking thread writes them itself (it
+#: also does when the writer thread has not written for `_COMMIT_EVERY_S`).
 _MAX_WAITING = 65_536
 
 logger = logging.getLogger("flexcredits_sdk")
@@ -238,10 +239,14 @@ class OfflineWallet:
             columns = to_columns(list(added))
             self._totals.add_columns(columns)
             self._touched.add_columns(columns)
+            late = time.monotonic() - wallet_file.written_at > _COMMIT_EVERY_S
             if self._durability == "each" or wallet_file.pending >= _MAX_WAITING:
                 self._commit()
             elif wallet_file.pending >= _DRAIN_AT:
-                self._wake.set()  # the writer thread writes them
+                if late:  # the writer thread did not get to run: a busy caller writes itself
+                    self._commit()
+                else:
+                    self._wake.set()  # the writer thread writes them
         return added, fired
 
     def _take(self) -> Batch:
