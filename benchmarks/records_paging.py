@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "WARNING",
             ],
             env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -129,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"server RSS before the listing {before / _MIB:.0f} MiB, peak during it "
                 f"{peak / _MIB:.0f} MiB (+{(peak - before) / _MIB:.1f} MiB)"
             )
-            print("target: the server's memory stays flat (it grows by about one page, not N)")
+            print("target: the server's memory stays flat (it grows by a few pages, not with N)")
         finally:
             server.terminate()
             server.wait(30)
