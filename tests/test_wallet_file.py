@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
@@ -282,3 +283,31 @@ def test_a_full_disk_keeps_the_records_waiting_until_a_write_succeeds(tmp_path: 
         assert len(list(again.records(tags={"department": "hr"}))) == 2_000
     finally:
         again.shutdown()
+
+
+def _make_read_only(target: Path) -> Callable[[], None]:
+    """Make `target` read-only, for root too (the immutable attribute), and return the undo."""
+    if os.geteuid() != 0:
+        mode = target.stat().st_mode
+        target.chmod(0o555 if target.is_dir() else 0o444)
+        return lambda: target.chmod(mode)
+    subprocess.run(["chattr", "+i", str(target)], check=True)
+    return lambda: subprocess.run(["chattr", "-i", str(target)], check=True)
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_a_read_only_file_or_directory_is_refused_with_the_path(tmp_path: Path, what: str) -> None:
+    folder = tmp_path / "wallets"
+    folder.mkdir()
+    path = folder / "wallet.db"
+    fc.OfflineWallet(path=path).shutdown()
+    before = path.read_bytes()
+    undo = _make_read_only(path if what == "file" else folder)
+    try:
+        with pytest.raises(fc.ConfigurationError) as info:
+            fc.OfflineWallet(path=path)
+    finally:
+        undo()
+    assert info.value.value == str(path)
+    assert "read-only" in str(info.value)
+    assert path.read_bytes() == before

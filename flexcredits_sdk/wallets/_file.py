@@ -111,6 +111,24 @@ def _record(row: Sequence[Any]) -> UsageRecord:
     return UsageRecord._make(fields)
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write the file and make files beside it (WAL needs both)."""
+    try:
+        with path.open("r+b"):
+            pass
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    probe = path.with_name(path.name + ".probe")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return False
+    return True
+
+
 def _refuse(path: Path, reason: str) -> ConfigurationError:
     return ConfigurationError("path", str(path), reason)
 
@@ -158,6 +176,8 @@ class WalletFile:
                     "is open in another process (one process at a time; share a wallet "
                     "through the wallet service)",
                 ) from None
+            if not _writable(path):
+                raise _refuse(path, "is read-only (or its directory is)") from None
             raise _refuse(path, f"cannot be used: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise _refuse(path, f"is not a wallet file: {exc}") from None
@@ -184,6 +204,8 @@ class WalletFile:
         except sqlite3.DatabaseError as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            if not _writable(path):
+                raise _refuse(path, "is read-only (or its directory is)") from None
             raise _refuse(path, f"is not a usable wallet file: {exc}") from None
         except BaseException:
             if db.in_transaction:
