@@ -23,6 +23,7 @@ __all__ = [
     "check_id",
     "check_name",
     "check_tags",
+    "check_text",
     "check_units",
 ]
 
@@ -79,11 +80,28 @@ def check_tags(
             raise ConfigurationError(
                 f"{field}[{key!r}]", val, f"must be at most {MAX_TAG_VALUE_LENGTH} characters"
             )
+        if not val.isascii():
+            check_text(val, f"{field}[{key!r}]")
         tags[key] = val
     count = len(tags) if base is None else len(base.keys() | tags.keys())
     if count > MAX_TAGS:
         raise ConfigurationError(field, value, f"would give {count} tags; at most {MAX_TAGS}")
     return tags
+
+
+def check_text(value: str, field: str) -> str:
+    """Return `value` if UTF-8 can encode it: no lone surrogate, such as `os.fsdecode` makes of a
+    file name that is not UTF-8 (every store and the wire would refuse the record later)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            field,
+            value,
+            "must be text UTF-8 can encode; it holds a lone surrogate (decode bytes with "
+            "errors='replace')",
+        ) from None
+    return value
 
 
 def check_id(value: Any, field: str = "id") -> str:

@@ -174,6 +174,50 @@ def test_422_dead_letters_just_the_invalid_records(server: StubServer, make_wall
     assert "rejected 2 records" in stats["last_error"]
 
 
+NOT_UTF8 = "caf\udce9.txt"  # what os.fsdecode makes of a Latin-1 file name
+
+
+def test_a_tag_value_utf8_cannot_encode_is_refused_where_the_record_is_made() -> None:
+    meter = fc.Meter()
+    calls = [
+        (lambda: fc.tags(file=NOT_UTF8), "tags['file']"),
+        (lambda: fc.Meter(tags={"file": NOT_UTF8}), "tags['file']"),
+        (lambda: meter.metered_action(tags={"file": NOT_UTF8})(lambda: None), "tags['file']"),
+        (lambda: meter.action("a", tags={"file": NOT_UTF8}), "tags['file']"),
+    ]
+    for call, field in calls:
+        with pytest.raises(fc.ConfigurationError) as info:
+            call()
+        assert (info.value.field, info.value.value) == (field, NOT_UTF8)
+        assert "lone surrogate" in str(info.value)
+    with meter.action("a") as act, pytest.raises(fc.ConfigurationError):
+        act.tag(file=NOT_UTF8)
+    assert fc.tags(file="café.txt") is not None  # other text is fine
+
+
+def test_a_record_no_store_can_hold_takes_no_other_record_down(
+    server: StubServer, make_wallet: Any
+) -> None:
+    """A record made by hand (not by a meter) with such a tag, in a group commit of good ones:
+    the good ones are booked, it becomes a dead letter, and the outbox goes on working."""
+    rejected: list[DeadLetter] = []
+    wallet = make_wallet(server.url, on_rejected=rejected.append)
+    before = _submit(wallet, 600)
+    bad = new_record(tags={"file": NOT_UTF8})
+    wallet.submit(bad)
+    after = _submit(wallet, 10)
+    assert wallet.flush(timeout=10)
+    later = _submit(wallet, 5)
+    assert wallet.flush(timeout=10)
+    stats = wallet.stats()
+    assert (stats["sent"], stats["rejected"], stats["in_outbox"]) == (615, 1, 0)
+    assert {r.id for r in server.stub.wallet.records()} == {r.id for r in before + after + later}
+    (letter,) = wallet.dead_letters()
+    assert letter.id == bad.id
+    assert "surrogate" in letter.reason
+    assert [r.id for r in rejected] == [bad.id]
+
+
 def test_401_pauses_delivery_and_keeps_everynew_record(
     server: StubServer, make_wallet: Any, sleeps: list[float]
 ) -> None:

@@ -311,3 +311,32 @@ def test_a_read_only_file_or_directory_is_refused_with_the_path(tmp_path: Path, 
     assert info.value.value == str(path)
     assert "read-only" in str(info.value)
     assert path.read_bytes() == before
+
+
+def test_a_record_made_by_hand_with_text_utf8_cannot_encode_holds_no_other_back(
+    tmp_path: Path,
+) -> None:
+    """Such text (a lone surrogate) is stored escaped; the records around it are stored as they
+    are, and the balance still matches the records in the file."""
+    path = tmp_path / "wallet.db"
+    wallet = fc.OfflineWallet(path=path, keep_records=None)
+    wallet.grant(1_000)
+    good = [
+        fc.UsageRecord(f"r-{i}", "answer", "standard", 1, 20, "production", {}, None, i, 1)
+        for i in range(5)
+    ]
+    bad = fc.UsageRecord(
+        "r-bad", "caf\udce9", "standard", 1, 20, "production", {"f": "\udce9"}, "c\udce9", 9, 1
+    )
+    assert wallet.book_many([*good, bad]) == 6
+    assert wallet.flush()
+    wallet.shutdown()
+    again = fc.OfflineWallet(path=path)
+    try:
+        stored = {r.id: r for r in again.records()}
+        assert set(stored) == {r.id for r in good} | {"r-bad"}
+        assert [stored[r.id] for r in good] == good
+        assert stored["r-bad"].action == "caf\\udce9"
+        assert again.balance().used == 120
+    finally:
+        again.shutdown()

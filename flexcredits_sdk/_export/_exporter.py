@@ -464,7 +464,10 @@ class Exporter:
                 ids += [record[0] for record in records]
                 bodies = [encode(row) for block in blocks for row in from_columns(block)]
                 bodies += map(encode, records)
-                boxes.add(ids, bodies)
+                try:
+                    boxes.add(ids, bodies)
+                except UnicodeEncodeError:
+                    self._add_each(ids, bodies)
             if boxes.disk is None:
                 self._limit = max(0, self._max_queue - boxes.memory.count())
                 self._wake_at = max(1, min(self._batch, self._limit))
@@ -472,6 +475,30 @@ class Exporter:
         finally:
             self._commit_lock.release()
             self._space.set()
+
+    def _add_each(self, ids: list[str], bodies: list[str]) -> None:
+        """Commit a slice the outbox refused for what some record holds: the others go on, and
+        each record no store can hold (text with a lone surrogate) becomes a dead letter."""
+        good_ids: list[str] = []
+        good_bodies: list[str] = []
+        letters: list[tuple[str, str, str]] = []
+        for record_id, body in zip(ids, bodies, strict=True):
+            try:
+                record_id.encode("utf-8")
+                body.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = exc.object[exc.start : exc.end]
+                reason = f"holds text UTF-8 cannot encode ({exc.reason}): {bad!r}"
+                letters.append((_storable(record_id), _storable(body), reason))
+            else:
+                good_ids.append(record_id)
+                good_bodies.append(body)
+        if good_ids:
+            self._boxes.add(good_ids, good_bodies)
+        if letters:
+            (self._boxes.disk or self._boxes.memory).dead_letter(letters)
+            self._status.rejected += len(letters)
+            self._sender.reject(letters, "could not store")
 
     def _deliver(self) -> bool:
         """Send every waiting record; return whether all settled (none left in flight)."""
@@ -554,3 +581,8 @@ def _shutdown_all() -> None:
 if hasattr(os, "register_at_fork"):  # pragma: no branch
     os.register_at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_shutdown_all)
+
+
+def _storable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -145,11 +145,14 @@ class Sender:
             source.dead_letter(letters)
         source.ack(finished)
         if letters:
-            self._reject(letters)
+            self.reject(letters)
         return again
 
-    def _reject(self, letters: list[tuple[str, str, str]]) -> None:
-        self._status.last_error = f"wallet service rejected {len(letters)} records: {letters[0][2]}"
+    def reject(
+        self, letters: list[tuple[str, str, str]], why: str = "wallet service rejected"
+    ) -> None:
+        """Say that records became dead letters, and hand each to the `on_rejected` callback."""
+        self._status.last_error = f"{why} {len(letters)} records: {letters[0][2]}"
         logger.error("flexcredits delivery: %s (kept as dead letters)", self._status.last_error)
         if self._on_rejected is None:
             return

@@ -180,6 +180,10 @@ class SqliteOutbox:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise OutboxUnavailable(f"cannot write outbox {str(self.path)!r}: {exc}") from None
+            except BaseException:  # e.g. a text SQLite cannot bind: the outbox stays usable
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
             self._seq = max(self._seq, seq)
             self._count += len(ids)
 

@@ -104,6 +104,18 @@ def _rows(records: Sequence[UsageRecord]) -> Iterator[tuple[Any, ...]]:
         yield tuple(fields)
 
 
+def _escaped_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _escaped(record: UsageRecord) -> UsageRecord:
+    """`record` with what UTF-8 cannot encode in its text written as escapes."""
+    tags = {_escaped_text(k): _escaped_text(v) for k, v in record.tags.items()}
+    return UsageRecord._make(_escaped_text(v) if i != 6 else tags for i, v in enumerate(record))
+
+
 def _record(row: Sequence[Any]) -> UsageRecord:
     fields = list(row)
     fields[4] = to_exact(fields[4], "credits")
@@ -321,22 +333,38 @@ class WalletFile:
             ConfigurationError: The file cannot be written (read-only, disk full); nothing of
                 the batch is in the file, and its records wait again, for the next write.
         """
-        db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany(_INSERT, _rows(batch.records))
-            db.executemany(_PUT_TOTAL, batch.totals)
-            db.execute(_PUT_STATE, (batch.state,))
-            db.execute("COMMIT")
+            try:
+                self._put(batch, escape=False)
+            except UnicodeEncodeError:
+                # A record made by hand holds text UTF-8 cannot encode (a lone surrogate):
+                # it is stored with that text escaped rather than holding the others back.
+                self._put(batch, escape=True)
             self.written_at = time.monotonic()
         except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
             self._pending[:0] = batch.records
             self._pending_ids |= batch.ids
             raise _refuse(self.path, f"cannot be written: {exc}") from None
         finally:
             self._writing = None
+
+    def _put(self, batch: Batch, *, escape: bool) -> None:
+        """Write `batch` in one transaction, or nothing of it."""
+        db = self._db
+        records: Any = map(_escaped, batch.records) if escape else batch.records
+        totals: Any = (
+            [tuple(map(_escaped_text, row)) for row in batch.totals] if escape else batch.totals
+        )
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(_INSERT, _rows(records))
+            db.executemany(_PUT_TOTAL, totals)
+            db.execute(_PUT_STATE, (batch.state,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def _write_state(self, ledger: Ledger) -> None:
         text = json.dumps(ledger.to_state(), separators=(",", ":"))
