@@ -218,6 +218,18 @@ def test_a_record_no_store_can_hold_takes_no_other_record_down(
     assert [r.id for r in rejected] == [bad.id]
 
 
+def test_dead_letters_can_be_read_after_shutdown(server: StubServer, make_wallet: Any) -> None:
+    wallet = make_wallet(server.url)
+    bad = new_record(units=0)
+    wallet.submit(bad)
+    _submit(wallet, 3)
+    assert wallet.flush(timeout=10)
+    assert wallet.shutdown(timeout=10)
+    (letter,) = wallet.dead_letters()  # read from the file, which stays as it was
+    assert letter.id == bad.id
+    assert "units" in letter.reason
+
+
 def test_401_pauses_delivery_and_keeps_everynew_record(
     server: StubServer, make_wallet: Any, sleeps: list[float]
 ) -> None:

@@ -151,6 +151,7 @@ class SqliteOutbox:
             conn.close()
             raise
         self._conn = conn
+        self._closed = False
         self._seq = self._count = 0
         self.refresh()
 
@@ -268,10 +269,14 @@ class SqliteOutbox:
             )
 
     def dead_letters(self) -> list[DeadLetter]:
+        query = "SELECT id, body, reason FROM dead_letters ORDER BY at, id"
         with self._lock:
-            found = self._conn.execute(
-                "SELECT id, body, reason FROM dead_letters ORDER BY at, id"
-            ).fetchall()
+            if not self._closed:
+                found = self._conn.execute(query).fetchall()
+            else:  # after shutdown the letters are still there to read: open the file read-only
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+                    found = conn.execute(query).fetchall()
         return [letter(record_id, body, reason) for record_id, body, reason in found]
 
     def last_seq(self) -> int:
@@ -296,6 +301,7 @@ class SqliteOutbox:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            self._closed = True
 
 
 #: Connections inherited across fork: never used and never closed in the child.
