@@ -104,7 +104,10 @@ class _Stream:
         self._fetch = fetch  # a `Fetch`, or an `AsyncFetch` for `AsyncRecordStream`
         self._position = None if cursor is None else decode_cursor(cursor)
         self._left = check_limit(limit)
-        self._page_size = check_limit(page_size, "page_size", minimum=1)
+        size = check_limit(page_size, "page_size", minimum=1, maximum=MAX_PAGE_SIZE)
+        if size is None:
+            raise ConfigurationError("page_size", page_size, "must be a positive int")
+        self._page_size = size
         self._buffer: list[UsageRecord] = []
         self._done = self._left == 0
 
@@ -115,7 +118,6 @@ class _Stream:
         return None if self._position is None else encode_cursor(self._position)
 
     def _size(self) -> int:
-        assert self._page_size is not None
         return self._page_size if self._left is None else min(self._page_size, self._left)
 
     def _take(self, page: Sequence[UsageRecord], asked: int) -> None:

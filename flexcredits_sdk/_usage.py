@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from itertools import groupby, repeat
 from operator import floordiv, itemgetter
@@ -29,6 +29,7 @@ __all__ = [
     "check_keep_records",
     "from_columns",
     "group_usage",
+    "new_records",
     "to_columns",
     "usage_rows",
 ]
@@ -267,6 +268,35 @@ def from_columns(columns: tuple[Any, ...]) -> list[tuple[Any, ...]]:
     return list(zip(*columns, strict=True))
 
 
+def new_records(
+    records: Sequence[UsageRecord], top: str, known: Callable[[str], bool]
+) -> tuple[Sequence[UsageRecord], str]:
+    """The one rule that finds duplicates, for any id, in memory and in a wallet file.
+
+    A record whose id is greater (as a string) than `top`, the greatest id seen before, is new
+    with no lookup: a meter's ids are UUIDv7 strings that increase within its process, so that
+    is the common case, decided at C speed for a whole batch. Only an id that is not greater is
+    looked up with `known`. A record whose id an earlier one of `records` has is a duplicate too.
+
+    Returns:
+        The new records, in order, and the greatest id now seen.
+    """
+    if not records:
+        return records, top
+    ids = sorted(map(_first, records))  # nearly in order already: cheap to sort
+    if ids[0] > top and (len(ids) == 1 or len(set(ids)) == len(ids)):
+        return records, ids[-1]  # every id is greater than any seen, and they differ
+    added: list[UsageRecord] = []
+    seen: set[str] = set()
+    for record in records:
+        record_id = record[0]
+        if record_id in seen or (record_id <= top and known(record_id)):
+            continue
+        seen.add(record_id)
+        added.append(record)
+    return added, max(top, ids[-1])
+
+
 class DayTotals:
     """Exact totals of records by the UTC day they started, action, type, environment, outcome
     and tags: what a wallet keeps of the records it no longer holds.
@@ -402,11 +432,9 @@ class RecordLog:
     `keep` records are held, the oldest chunks are dropped into `earlier` (`DayTotals`), so
     that usage stays exact while memory stays bounded.
 
-    One rule finds the duplicates, for any id: a record whose id is greater (as a string) than
-    every id the log has seen is new, with no lookup. A meter's ids are UUIDv7 strings that
-    increase within its process, so that is the common case. Only an id that is not greater
-    needs the index of the ids held, which is built when first needed and kept up to date from
-    then on. An id whose record was dropped is no longer known: its record would be booked
+    Duplicates are found by `new_records`; the ids it looks up are checked against an index of
+    the ids held, built when first needed and kept up to date from then on. An id whose record
+    was dropped is no longer known: its record would be booked
     again (a wallet with a file keeps every id).
 
     Args:
@@ -444,31 +472,17 @@ class RecordLog:
 
         A record whose id an earlier one of `records` has is not appended either.
         """
-        if not records:
-            return records
-        ids = sorted(map(_first, records))  # nearly in order already: cheap to sort
-        top = self._top
-        index = self._index
-        if ids[0] > top and (len(ids) == 1 or len(set(ids)) == len(ids)):
-            # Every id is greater than any seen, and they differ: all are new (C speed).
-            self._top = ids[-1]
-            if index is not None:
-                index.update(ids)
-            self._extend(records)
-            return records
-        if index is None:
-            index = self._index = set(self._ids())
-        added = []
-        for record in records:
-            record_id = record[0]
-            if record_id not in index:
-                index.add(record_id)
-                added.append(record)
-                if record_id > top:
-                    top = record_id
-        self._top = top
+        added, self._top = new_records(records, self._top, self._known)
+        if self._index is not None:
+            self._index.update(map(_first, added))
         self._extend(added)
         return added
+
+    def _known(self, record_id: str) -> bool:
+        """Whether a held record has this id (the index is built the first time it is asked)."""
+        if self._index is None:
+            self._index = set(self._ids())
+        return record_id in self._index
 
     def _ids(self) -> Iterator[str]:
         for chunk in self._chunks:
@@ -497,11 +511,7 @@ class RecordLog:
                 self._index.difference_update(oldest[0])
 
     def __contains__(self, record_id: object) -> bool:
-        if not isinstance(record_id, str) or record_id > self._top:
-            return False
-        if self._index is None:
-            self._index = set(self._ids())
-        return record_id in self._index
+        return isinstance(record_id, str) and record_id <= self._top and self._known(record_id)
 
     def __len__(self) -> int:
         """How many records are held."""

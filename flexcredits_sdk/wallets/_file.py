@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 from .._exceptions import ConfigurationError
 from .._ledger import Ledger
-from .._paging import Position
+from .._paging import Position, time_order
 from .._pricing import RateCard, to_exact
 from .._records import UsageRecord
-from .._usage import DayTotals, RecordFilter, RecordLog, to_columns
+from .._usage import DayTotals, RecordFilter, RecordLog, new_records, to_columns
 
 __all__ = ["DURABILITIES", "Batch", "Durability", "WalletFile"]
 
@@ -78,6 +78,8 @@ _COLUMNS = (
 _INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 _PUT_TOTAL = "INSERT OR REPLACE INTO day_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _PUT_STATE = "INSERT OR REPLACE INTO ledger (id, state) VALUES (1, ?)"
+#: Records per query when `scan` reads through the file.
+_SCAN_PAGE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,33 +279,20 @@ class WalletFile:
         """Yield every record `where` selects, in time order, a page at a time."""
         after: Position | None = None
         while True:
-            sql, args = _select(where)
-            if after is not None:
-                sql += " AND start_ns >= ? AND (start_ns > ? OR id > ?)"
-                args += [after[0], after[0], after[1]]
-            rows = self._db.execute(sql + " ORDER BY start_ns, id LIMIT 10000", args).fetchall()
-            yield from map(_record, rows)
-            if len(rows) < 10_000:
+            records = self.page(where, after, _SCAN_PAGE)
+            yield from records
+            if len(records) < _SCAN_PAGE:
                 return
-            after = (rows[-1][8], rows[-1][0])
+            after = time_order(records[-1])
 
     # --- writing --------------------------------------------------------------------------------
 
-    def add_many(self, records: Sequence[UsageRecord]) -> list[UsageRecord]:
-        """Take the records whose ids are new, to be written with a later `write`; return
-        them. The rule of `RecordLog`: an id greater than every id seen is new with no lookup;
-        any other is looked up among the records waiting and in the file."""
-        added = []
-        top = self.top
-        for record in records:
-            record_id = record[0]
-            if record_id > top:
-                top = record_id
-            elif self.contains(record_id):
-                continue
-            added.append(record)
-            self._pending_ids.add(record_id)
-        self.top = top
+    def add_many(self, records: Sequence[UsageRecord]) -> Sequence[UsageRecord]:
+        """Take the records whose ids are new (`new_records`; those it looks up are looked up
+        among the records waiting and in the file), to be written with a later `write`; return
+        them."""
+        added, self.top = new_records(records, self.top, self.contains)
+        self._pending_ids.update(record.id for record in added)
         self._pending.extend(added)
         return added
 

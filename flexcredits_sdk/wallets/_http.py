@@ -25,7 +25,6 @@ from ._http_base import (
     OUTBOX_DIR_VARIABLE,
     URL_VARIABLE,
     HttpWalletBase,
-    check_page_size,
     page,
 )
 
@@ -171,7 +170,7 @@ class HttpWallet(HttpWalletBase):
             )
             return [UsageRecord.from_model(model) for model in answer.records]
 
-        return RecordStream(fetch, cursor=cursor, limit=limit, page_size=check_page_size(page_size))
+        return RecordStream(fetch, cursor=cursor, limit=limit, page_size=page_size)
 
 
 class AsyncHttpWallet(HttpWalletBase):
@@ -281,6 +280,4 @@ class AsyncHttpWallet(HttpWalletBase):
             )
             return [UsageRecord.from_model(model) for model in answer.records]
 
-        return AsyncRecordStream(
-            fetch, cursor=cursor, limit=limit, page_size=check_page_size(page_size)
-        )
+        return AsyncRecordStream(fetch, cursor=cursor, limit=limit, page_size=page_size)

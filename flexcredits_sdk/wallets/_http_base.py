@@ -20,7 +20,7 @@ from .._export import DeadLetter, Exporter, Transport, check_url, default_outbox
 from .._export._settings import ExportSettings
 from .._export._transport import error_from_response
 from .._models import validation_error
-from .._paging import MAX_PAGE_SIZE, Position, check_limit, encode_cursor
+from .._paging import Position, encode_cursor
 from .._records import UsageRecord
 from .._usage import Bucket
 from .._validate import check_aware, check_credits, check_name, check_tags
@@ -31,7 +31,6 @@ __all__ = [
     "OUTBOX_DIR_VARIABLE",
     "URL_VARIABLE",
     "HttpWalletBase",
-    "check_page_size",
     "page",
 ]
 
@@ -254,15 +253,3 @@ def page(params: dict[str, Any], position: Position | None, size: int) -> dict[s
     if position is not None:
         paged["cursor"] = encode_cursor(position)
     return paged
-
-
-def check_page_size(page_size: Any) -> int:
-    """Return `page_size` checked: 1 to `MAX_PAGE_SIZE`.
-
-    Raises:
-        ConfigurationError: Anything else.
-    """
-    checked = check_limit(page_size, "page_size", minimum=1, maximum=MAX_PAGE_SIZE)
-    if checked is None:
-        raise ConfigurationError("page_size", page_size, "must be a positive int")
-    return checked
