@@ -70,32 +70,27 @@ def _wallet(
     path: Path | None, url: str | None, key: str | None, card: Path | None
 ) -> Iterator[Any]:
     """Open the wallet the options name; every failure is one line (a `ClickException`)."""
-    try:
-        if path is not None:
-            if not path.is_file():
-                raise click.ClickException(f"--file {path}: no such wallet file")
-            rate_card = RateCard.load(card) if card is not None else None
-            wallet: Any = OfflineWallet(path=path, rate_card=rate_card)
-        elif url:
-            from ._http import HttpWallet
+    with contextlib.ExitStack() as stack:
+        try:
+            if path is not None:
+                if not path.is_file():
+                    raise click.ClickException(f"--file {path}: no such wallet file")
+                rate_card = RateCard.load(card) if card is not None else None
+                wallet: Any = OfflineWallet(path=path, rate_card=rate_card)
+            elif url:
+                from ._http import HttpWallet
 
-            outbox = tempfile.TemporaryDirectory(prefix="flexcredits-cli-")
-            wallet = HttpWallet(url, key, outbox_dir=outbox.name)
-        else:
-            raise click.UsageError(
-                f"give --file PATH, or set {URL_VARIABLE} (and {API_KEY_VARIABLE}) for a "
-                "wallet service"
-            )
-    except FlexCreditsError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        yield wallet
-    except FlexCreditsError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        wallet.shutdown()
-        if path is None:
-            outbox.cleanup()
+                outbox = stack.enter_context(tempfile.TemporaryDirectory(prefix="flexcredits-"))
+                wallet = HttpWallet(url, key, outbox_dir=outbox)
+            else:
+                raise click.UsageError(
+                    f"give --file PATH, or set {URL_VARIABLE} (and {API_KEY_VARIABLE}) for a "
+                    "wallet service"
+                )
+            stack.callback(wallet.shutdown)  # before its outbox directory goes
+            yield wallet
+        except FlexCreditsError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], out: IO[str]) -> None:

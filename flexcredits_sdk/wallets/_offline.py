@@ -236,17 +236,19 @@ class OfflineWallet:
             return added, []
         fired = self._ledger.book_many(added, self._clock())
         if wallet_file is not None:
-            columns = to_columns(list(added))
+            columns = to_columns(added)
             self._totals.add_columns(columns)
             self._touched.add_columns(columns)
+            waiting = wallet_file.pending
             late = time.monotonic() - wallet_file.written_at > _COMMIT_EVERY_S
-            if self._durability == "each" or wallet_file.pending >= _MAX_WAITING:
-                self._commit()
-            elif wallet_file.pending >= _DRAIN_AT:
-                if late:  # the writer thread did not get to run: a busy caller writes itself
-                    self._commit()
-                else:
-                    self._wake.set()  # the writer thread writes them
+            if (
+                self._durability == "each"
+                or waiting >= _MAX_WAITING
+                or (waiting >= _DRAIN_AT and late)
+            ):
+                self._commit()  # now, on this thread (also when the writer thread is starved)
+            elif waiting >= _DRAIN_AT:
+                self._wake.set()  # the writer thread writes them
         return added, fired
 
     def _take(self) -> Batch:
