@@ -80,7 +80,6 @@ class Exporter:
         self._outbox_path = outbox_path if settings.durability != "memory" else None
         self._sync = settings.durability == "sync"
         self._batch = settings.max_batch_records
-        self._batch_bytes = settings.max_batch_bytes
         self._commit_interval = settings.commit_interval
         self._max_queue = settings.max_queue
         self._block = settings.overflow == "block"
@@ -517,7 +516,7 @@ class Exporter:
                 with self._inflight_cond:
                     self._inflight += 1
                 try:
-                    chunks = source.claim(self._batch, self._batch_bytes, upto)
+                    chunks = source.claim(self._batch, self._sender.max_bytes, upto)
                     if not chunks:
                         break
                     if not self._sender.send(source, chunks):

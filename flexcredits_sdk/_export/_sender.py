@@ -11,9 +11,9 @@ from typing import Any
 
 import tenacity
 
-from ._outbox import Chunk, DeadLetter, Outbox
+from ._outbox import Chunk, DeadLetter, Outbox, body_size, chunked
 from ._settings import ExportSettings
-from ._transport import DeliveryRetry, IngestOutcome, Transport
+from ._transport import BatchTooLarge, DeliveryRetry, IngestOutcome, Transport
 
 __all__ = ["MAX_RETRY_AFTER", "Sender", "Status"]
 
@@ -39,6 +39,9 @@ class Sender:
     Connection errors, timeouts, 408, 429, 5xx and malformed answers are retried with
     exponential backoff and full jitter (Retry-After honoured); 401 and 403 wait
     `pause_interval` between attempts. Retries reuse the records' ids and the batch's key.
+    A batch refused as too large (413) is split in halves until each part is accepted, and
+    later batches are kept to the size that went through; a record refused even alone
+    becomes a dead letter.
 
     Args:
         transport: Sends batches.
@@ -73,6 +76,9 @@ class Sender:
         self._clock = clock
         self._should_stop = should_stop
         self._renewed: dict[str, float] = {}
+        #: The most JSON bytes to claim for one batch: lowered when a batch is refused as
+        #: too large, so the following ones go through the first time.
+        self.max_bytes = settings.max_batch_bytes
 
     def send(self, source: Outbox, chunks: list[Chunk]) -> bool:
         """Send `chunks` (claimed from `source`) until settled; False if told to stop first."""
@@ -113,10 +119,31 @@ class Sender:
         self._renewed.setdefault(batch_id, now)
         ids = [record_id for chunk in chunks for record_id in chunk.ids]
         bodies = [body for chunk in chunks for body in chunk.bodies]
-        outcome = self._transport.send(ids, bodies, batch_id)
+        outcome = self._post(ids, bodies, batch_id)
         if not outcome.done and not outcome.rejected:
             raise DeliveryRetry("the wallet service acknowledged no record of the batch")
         return outcome
+
+    def _post(self, ids: list[str], bodies: list[str], batch_id: str) -> IngestOutcome:
+        """Send records in parts of at most `max_bytes`, each with a key of its own; a part
+        refused as too large is sent again in halves."""
+        parts = list(chunked(ids, bodies, len(ids), self.max_bytes))
+        if len(parts) > 1:
+            return _merged([self._post(*part, f"{batch_id}.{n}") for n, part in enumerate(parts)])
+        try:
+            return self._transport.send(ids, bodies, batch_id)
+        except BatchTooLarge as exc:
+            if len(ids) == 1:
+                reason = f"too large to send even alone ({body_size(bodies)} bytes): {exc.reason}"
+                return IngestOutcome(rejected={ids[0]: reason})
+            half = len(ids) // 2
+            self.max_bytes = max(1, min(self.max_bytes, body_size(bodies[:half])))
+            return _merged(
+                [
+                    self._post(ids[:half], bodies[:half], f"{batch_id}.0"),
+                    self._post(ids[half:], bodies[half:], f"{batch_id}.1"),
+                ]
+            )
 
     def _settle(self, source: Outbox, chunks: list[Chunk], outcome: IngestOutcome) -> list[Chunk]:
         """Remove settled records; return the chunks that still hold records to send again."""
@@ -180,3 +207,15 @@ class Sender:
         level = logging.DEBUG if self._status.failing else logging.WARNING
         self._status.failing = True
         logger.log(level, "flexcredits delivery failed (%s); retrying", reason)
+
+
+def _merged(outcomes: list[IngestOutcome]) -> IngestOutcome:
+    """Return one outcome for a batch sent in parts."""
+    merged = IngestOutcome()
+    for outcome in outcomes:
+        merged.done |= outcome.done
+        merged.accepted += outcome.accepted
+        merged.duplicates += outcome.duplicates
+        merged.rejected |= outcome.rejected
+        merged.resend |= outcome.resend
+    return merged

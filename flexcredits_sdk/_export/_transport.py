@@ -22,6 +22,7 @@ from .._exceptions import ConfigurationError, WalletError
 from .._wire import API_VERSION, ErrorResponse, IngestResponse, RecordResult
 
 __all__ = [
+    "BatchTooLarge",
     "DeliveryRetry",
     "IngestOutcome",
     "Transport",
@@ -48,6 +49,18 @@ class DeliveryRetry(Exception):
         self.reason = reason
         self.retry_after = retry_after
         self.paused = paused
+        super().__init__(reason)
+
+
+class BatchTooLarge(Exception):
+    """The service (or a proxy in front of it) refused a batch as too large (413).
+
+    Attributes:
+        reason: The answer, for dead letters and logs.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
         super().__init__(reason)
 
 
@@ -190,6 +203,7 @@ class Transport:
 
         Raises:
             DeliveryRetry: Nothing in the batch is acknowledged; send it again later.
+            BatchTooLarge: The body is over a limit on the way (413); send less at once.
         """
         body = ('{"records":[' + ",".join(bodies) + "]}").encode()
         headers = {
@@ -216,6 +230,8 @@ class Transport:
                 f"wallet service answered {status}",
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
+        if status == 413:
+            raise BatchTooLarge(str(error_from_response(response)))
         if status in _PAUSE_STATUS:
             raise DeliveryRetry(
                 f"wallet service refused the credentials ({status}); delivery is paused and "
