@@ -28,6 +28,7 @@ from ._environment import ENVIRONMENT_VARIABLE
 from ._exceptions import ActionRefused, ConfigurationError
 from ._observer import Observer
 from ._pricing import RateCard
+from ._process import METERS, LockedAcrossFork, at_fork
 from ._records import UsageRecord
 from ._telemetry import SpanMode, check_metric_tags, check_spans
 from ._validate import MAX_TAGS, check_name, check_tags, check_units
@@ -96,7 +97,7 @@ class MeterStats:
     last_error: str | None = None
 
 
-class _Engine:
+class _Engine(LockedAcrossFork):
     """The path every metered call takes, and the state that path reads.
 
     `Meter` adds configuration and the public API on top; nothing else starts or ends an
@@ -111,6 +112,7 @@ class _Engine:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        at_fork(self, METERS)
         self._version = 0  # bumped by every configure; a spec of an older version is repriced
         self._recorded = 0
         self._refused = 0

@@ -79,11 +79,11 @@ def test_a_full_outbox_applies_the_policy(make_exporter: MakeExporter, tmp_path:
     for _ in range(4):
         for _ in range(5):
             exporter.submit(new_record())
-        exporter._commit()
+        exporter._committer.commit()
     assert exporter.stats()["in_outbox"] == 20
     for _ in range(10):
         exporter.submit(new_record())
-    exporter._commit()  # no room on disk: the queue keeps its records
+    exporter._committer.commit()  # no room on disk: the queue keeps its records
     stats = exporter.stats()
     assert (stats["in_outbox"], stats["queued"], stats["dropped"]) == (20, 5, 5)
 
@@ -100,22 +100,22 @@ def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
     records = [tuple(new_record()) for _ in range(300)]  # the meter hands over plain tuples
     for record in records:
         exporter.submit(record)
-    assert exporter._in_blocks == 256  # two blocks of columns, 44 records as they came
+    assert exporter._queue._in_blocks == 256  # two blocks of columns, 44 records as they came
     assert exporter.stats()["queued"] == 300
-    exporter._commit()  # room for 200: a block, and part of the next
+    exporter._committer.commit()  # room for 200: a block, and part of the next
     assert (exporter.stats()["in_outbox"], exporter.stats()["queued"]) == (200, 100)
     later = [tuple(new_record()._replace(tags={"team": str(i)})) for i in range(150)]
     for record in later:
         exporter.submit(record)
     for _ in range(100):  # the plain queue's 66 newest, then 34 from the newest block
-        assert exporter._drop_newest()
+        assert exporter._queue._drop_newest()
     assert exporter.stats()["queued"] == 150
     outbox = exporter.outbox
     assert outbox is not None
     first = outbox.claim(10_000, 10**9, 10**9)
     assert [i for chunk in first for i in chunk.ids] == [r[0] for r in records[:200]]
     outbox.ack(first)
-    exporter._commit(everything=True)
+    exporter._committer.commit(everything=True)
     chunks = outbox.claim(10_000, 10**9, 10**9)
     kept = [i for chunk in chunks for i in chunk.ids]
     assert kept == [r[0] for r in records[200:] + later[:50]]
@@ -232,7 +232,7 @@ def test_a_forked_child_sends_only_its_own_records(
                 wallet.submit(record)
             assert wallet.flush(timeout=10)
             assert wallet.stats()["sent"] == 5
-            thread = wallet._exporter._thread
+            thread = wallet._exporter._threads[0]
             assert thread is not None
             assert thread.is_alive()
             code = 0

@@ -241,7 +241,7 @@ def test_401_pauses_delivery_and_keeps_everynew_record(
         assert wallet.stats()["in_outbox"] == 30  # paused, nothing lost
         server.stub.api_key = KEY  # the operator fixes the key on the service
 
-    wallet._exporter._user_sleep = sleep
+    wallet._exporter._senders._user_sleep = sleep
     _submit(wallet, 30)
     assert wallet.flush(timeout=10)
     assert sleeps == [60.0]  # the pause, longer than any backoff
@@ -278,7 +278,7 @@ def test_connection_refused_for_the_whole_run_then_recovery(
         if len(sleeps) == 5:
             started.append(StubServer(port=port).start())
 
-    wallet._exporter._user_sleep = sleep
+    wallet._exporter._senders._user_sleep = sleep
     records = _submit(wallet, 1200)
     try:
         assert wallet.flush(timeout=10)
@@ -299,13 +299,13 @@ def test_flush_and_shutdown_respect_their_deadlines(make_wallet: Any) -> None:
 
 def _give_up(wallet: HttpWallet) -> None:
     """Make the exporter stop retrying, as a passed shutdown deadline does."""
-    wallet._exporter._deadline = 0.0
+    wallet._exporter._senders.deadline = 0.0
 
 
 def test_the_next_process_replays_the_outbox(server: StubServer, make_wallet: Any) -> None:
     server.stub.api_key = "not yet"
     down = make_wallet(server.url)
-    down._exporter._user_sleep = lambda seconds: _give_up(down)
+    down._exporter._senders._user_sleep = lambda seconds: _give_up(down)
     records = _submit(down, 40)
     assert not down.shutdown(timeout=5)
     server.stub.api_key = KEY
@@ -349,9 +349,9 @@ def test_records_on_a_disk_that_fills_up_are_still_sent(
 ) -> None:
     server.stub.api_key = "not yet"
     wallet = make_wallet(server.url)
-    wallet._exporter._user_sleep = lambda seconds: _give_up(wallet)
+    wallet._exporter._senders._user_sleep = lambda seconds: _give_up(wallet)
     before = _submit(wallet, 10)
-    wallet._exporter._commit()  # what the committing thread does every 200 ms
+    wallet._exporter._committer.commit()  # what the committing thread does every 200 ms
     assert wallet.stats()["in_outbox"] == 10
 
     def full(self: SqliteOutbox, ids: Any, bodies: Any) -> None:
@@ -360,7 +360,7 @@ def test_records_on_a_disk_that_fills_up_are_still_sent(
     monkeypatch.setattr(SqliteOutbox, "add", full)
     after = _submit(wallet, 5)
     server.stub.api_key = KEY
-    wallet._exporter._deadline = None
+    wallet._exporter._senders.deadline = None
     assert wallet.flush(timeout=10)
     assert {r.id for r in server.stub.wallet.records()} == {r.id for r in before + after}
     assert wallet.stats()["in_outbox"] == 0
@@ -392,7 +392,7 @@ def test_the_api_key_never_shows(
     with respx.mock() as router:
         router.route(host="wallet.test").mock(side_effect=stub)
         wallet = make_wallet("https://wallet.test", api_key=secret, client=httpx.Client())
-        wallet._exporter._user_sleep = lambda seconds: setattr(stub, "api_key", secret)
+        wallet._exporter._senders._user_sleep = lambda seconds: setattr(stub, "api_key", secret)
         _submit(wallet, 2)
         assert wallet.flush(timeout=10)
         stub.api_key = "other"

@@ -174,7 +174,8 @@ def test_https_is_required_except_for_loopback(url: Any, ok: bool) -> None:
         ("max_backoff", 0),
         ("on_rejected", "print"),
         ("outbox_dir", 42),
-        ("client", httpx.Client),
+        ("client", "httpx"),
+        ("client", httpx.AsyncClient),  # a factory of the wrong client
         ("senders", 0),
         ("colour", "red"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from ._outbox import DeadLetter, MemoryOutbox, Outbox, OutboxUnavailable
@@ -118,6 +119,15 @@ class Outboxes:
         for disk in self.disks():
             letters += disk.dead_letters()
         return letters + self.memory.dead_letters()
+
+    def hold(self) -> list[threading.Lock]:
+        """Wait until no thread is inside a file (a minute at most each) and keep them out;
+        return the locks taken, for the caller to release."""
+        held: list[threading.Lock] = []
+        for disk in self.disks():
+            if disk.lock.acquire(timeout=60.0):
+                held.append(disk.lock)
+        return held
 
     def abandon(self) -> None:
         """In a forked child: leave the parent's connections alone."""

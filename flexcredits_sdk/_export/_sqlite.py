@@ -129,7 +129,8 @@ class SqliteOutbox:
         self._lease = lease
         self._limits = max_records, max_bytes
         self._clock = clock or time.time
-        self._lock = threading.Lock()
+        #: Held by every use of the connection (and across a fork, so none is open in it).
+        self.lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
@@ -168,7 +169,7 @@ class SqliteOutbox:
             )
             for chunk_ids, chunk_bodies in chunked(ids, bodies, *self._limits)
         ]
-        with self._lock:
+        with self.lock:
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -190,7 +191,7 @@ class SqliteOutbox:
 
     def claim(self, max_records: int, max_bytes: int, upto: int) -> list[Chunk]:
         now = self._clock()
-        with self._lock:
+        with self.lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -218,7 +219,7 @@ class SqliteOutbox:
         if not chunks:
             return
         marks = ",".join("?" * len(chunks))
-        with self._lock:
+        with self.lock:
             self._conn.execute(sql.format(marks), (*params, *(chunk.seq for chunk in chunks)))
 
     def renew(self, chunks: list[Chunk]) -> None:
@@ -230,7 +231,7 @@ class SqliteOutbox:
             return
         seqs = [chunk.seq for chunk in chunks]
         marks = ",".join("?" * len(seqs))
-        with self._lock:
+        with self.lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -244,7 +245,7 @@ class SqliteOutbox:
         removed = len(chunk.ids) - len(keep)
         chunk.ids = [chunk.ids[i] for i in keep]
         chunk.bodies = [chunk.bodies[i] for i in keep]
-        with self._lock:
+        with self.lock:
             self._conn.execute(
                 "UPDATE chunks SET ids = ?, bodies = ?, records = ?, bytes = ? WHERE seq = ?",
                 (
@@ -262,7 +263,7 @@ class SqliteOutbox:
 
     def dead_letter(self, letters: list[tuple[str, str, str]]) -> None:
         now = self._clock()
-        with self._lock:
+        with self.lock:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?)",
                 [(record_id, body, reason, now) for record_id, body, reason in letters],
@@ -270,7 +271,7 @@ class SqliteOutbox:
 
     def dead_letters(self) -> list[DeadLetter]:
         query = "SELECT id, body, reason FROM dead_letters ORDER BY at, id"
-        with self._lock:
+        with self.lock:
             if not self._closed:
                 found = self._conn.execute(query).fetchall()
             else:  # after shutdown the letters are still there to read: open the file read-only
@@ -287,7 +288,7 @@ class SqliteOutbox:
 
     def refresh(self) -> None:
         """Recount the records (other processes may share the file)."""
-        with self._lock:
+        with self.lock:
             count, seq = self._conn.execute(
                 "SELECT coalesce(sum(records), 0), coalesce(max(seq), 0) FROM chunks"
             ).fetchone()
@@ -299,7 +300,7 @@ class SqliteOutbox:
         _ABANDONED.append(self._conn)
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             self._conn.close()
             self._closed = True
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import email.utils
 import gzip
 import ipaddress
+import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,14 +138,18 @@ def error_from_response(response: httpx.Response) -> WalletError:
     )
 
 
+ClientFactory = Callable[[], httpx.Client]
+
+
 class Transport:
     """Sends batches and questions to one wallet service.
 
     Args:
         url: The service's base URL (checked by `check_url`).
         api_key: The bearer token, or ``None`` for a service without auth.
-        client: An `httpx.Client` to use (its own settings apply); one with keep-alive is made
-            otherwise and closed by `close`.
+        client: An `httpx.Client` to use (its own settings apply), or a function that makes
+            one (called again in each forked child). Without it, a client with keep-alive is
+            made, and made again in a forked child.
         timeout: Seconds for connecting, and for each read and write.
         gzip_min_bytes: Bodies at least this long are gzip-compressed.
     """
@@ -154,7 +159,7 @@ class Transport:
         url: httpx.URL,
         api_key: str | None,
         *,
-        client: httpx.Client | None = None,
+        client: httpx.Client | ClientFactory | None = None,
         timeout: float = 10.0,
         gzip_min_bytes: int = 1024,
     ) -> None:
@@ -162,13 +167,40 @@ class Transport:
         self._headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._own_client = client is None
         self._timeout = timeout
         self._gzip_min = gzip_min_bytes
-        self.client = client or self.new_client()
+        self._factory: ClientFactory | None = None
+        self._made: httpx.Client | None = None  # a client this transport made, to close
+        if isinstance(client, httpx.Client):
+            self._client = client
+        else:
+            self._factory = client or self.new_client
+            self._client = self._make()
+        #: Why this process may not send (it is a forked child and the client is the
+        #: parent's), or ``None``.
+        self.refusal: str | None = None
 
     def __repr__(self) -> str:
         return f"Transport(url={str(self.url)!r})"
+
+    @property
+    def client(self) -> httpx.Client:
+        """The client requests go through.
+
+        Raises:
+            WalletError: This is a forked child and the client given is the parent's.
+        """
+        if self.refusal is not None:
+            raise WalletError(self.refusal)
+        return self._client
+
+    def _make(self) -> httpx.Client:
+        assert self._factory is not None
+        made = self._factory()
+        if not isinstance(made, httpx.Client):
+            raise ConfigurationError("client", made, "must make an httpx.Client")
+        self._made = made
+        return made
 
     def new_client(self) -> httpx.Client:
         """Return a fresh client with keep-alive and this transport's timeouts."""
@@ -178,14 +210,25 @@ class Transport:
         )
 
     def after_fork(self) -> None:
-        """Use a fresh client in a forked child (the parent's sockets stay the parent's)."""
-        if self._own_client:
-            self.client = self.new_client()
+        """In a forked child: never touch the parent's connections. A client this transport
+        makes is made again (here, while the child has one thread); one given as it is cannot
+        be copied, so this child sends nothing through it (its records wait in the outbox for
+        another process)."""
+        if self._factory is not None:
+            self._client = self._make()
+        else:
+            self.refusal = (
+                f"the httpx.Client given to the wallet belongs to process {os.getppid()}, and "
+                f"process {os.getpid()} is a fork of it: its connections are the parent's, so "
+                "this process sends nothing; its records wait in the outbox for another "
+                "process. Pass client=<a function returning an httpx.Client> to send from "
+                "forked processes too"
+            )
 
     def close(self) -> None:
         """Close the client if this transport made it."""
-        if self._own_client:
-            self.client.close()
+        if self._made is not None:
+            self._made.close()
 
     def endpoint(self, path: str) -> str:
         """Return the absolute URL of a protocol path such as ``records``."""
@@ -215,6 +258,8 @@ class Transport:
         if len(body) >= self._gzip_min:
             body = gzip.compress(body, compresslevel=1, mtime=0)
             headers["Content-Encoding"] = "gzip"
+        if self.refusal is not None:
+            raise DeliveryRetry(self.refusal, paused=True)
         try:
             response = self.client.post(self.endpoint("records"), content=body, headers=headers)
         except httpx.TimeoutException as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -66,7 +66,10 @@ class HttpWallet(HttpWalletBase):
         timeout: Seconds for connecting and for each read or write.
         max_backoff: Longest wait between retries, ``Retry-After`` aside.
         on_rejected: Called with each `DeadLetter` the service rejected, on the exporter thread.
-        client: An `httpx.Client` for questions and delivery.
+        client: An `httpx.Client` for questions and delivery, or a function that makes one.
+            A function is called again in each forked child (gunicorn, ``multiprocessing``);
+            a client given as it is cannot be copied, so a forked child sends nothing through
+            it and leaves its records in the outbox for another process (``stats()`` says so).
         sleep: Waits between retries (for tests).
         clock: Monotonic seconds (for tests).
 
@@ -84,16 +87,15 @@ class HttpWallet(HttpWalletBase):
         url: str | None = None,
         api_key: str | None = None,
         *,
-        client: httpx.Client | None = None,
+        client: httpx.Client | Callable[[], httpx.Client] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(url, api_key, exporter_client=client, **options)
-        self._client = self._transport.client
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         self.flush(self._timeout)
         try:
-            return self._client.get(
+            return self._transport.client.get(
                 self._transport.endpoint(path), params=params, headers=self._transport.headers
             )
         except httpx.HTTPError as exc:
@@ -122,7 +124,7 @@ class HttpWallet(HttpWalletBase):
         """Add credits (the service may require an admin key)."""
         body = self._grant_body(credits, source, expires_at, priority)
         try:
-            response = self._client.post(
+            response = self._transport.client.post(
                 self._transport.endpoint("grants"), json=body, headers=self._transport.headers
             )
         except httpx.HTTPError as exc:

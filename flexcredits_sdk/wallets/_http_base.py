@@ -69,7 +69,7 @@ class HttpWalletBase:
         *,
         outbox_dir: str | Path | None = None,
         on_rejected: Callable[[DeadLetter], Any] | None = None,
-        exporter_client: httpx.Client | None = None,
+        exporter_client: httpx.Client | Callable[[], httpx.Client] | None = None,
         sleep: Callable[[float], Any] | None = None,
         clock: Callable[[], float] | None = None,
         **settings: Any,
@@ -89,8 +89,12 @@ class HttpWalletBase:
         options = ExportSettings(**settings)
         if on_rejected is not None and not callable(on_rejected):
             raise ConfigurationError("on_rejected", on_rejected, "must be callable")
-        if exporter_client is not None and not isinstance(exporter_client, httpx.Client):
-            raise ConfigurationError("client", exporter_client, "must be an httpx.Client")
+        if exporter_client is not None and not (
+            isinstance(exporter_client, httpx.Client) or callable(exporter_client)
+        ):
+            raise ConfigurationError(
+                "client", exporter_client, "must be an httpx.Client or a function making one"
+            )
         self._timeout = float(options.timeout)
         self._transport = Transport(
             self._url, api_key, client=exporter_client, timeout=options.timeout

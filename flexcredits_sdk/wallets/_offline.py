@@ -19,6 +19,7 @@ from .._ledger import Hold, Ledger, Overdraft, Period
 from .._models import Alert, Balance, BudgetInfo, GrantInfo
 from .._paging import Position, RecordStream, page_after, time_order
 from .._pricing import RateCard
+from .._process import WALLETS, LockedAcrossFork, at_fork
 from .._records import UsageRecord, datetime_to_ns
 from .._usage import (
     DEFAULT_KEEP_RECORDS,
@@ -67,7 +68,7 @@ def _parse_threshold(threshold: Any) -> tuple[int | Decimal | None, Decimal | No
     return check_credits(threshold, "threshold", allow_negative=True), None
 
 
-class OfflineWallet:
+class OfflineWallet(LockedAcrossFork):
     """A wallet that prices and books every action in this process.
 
     Thread-safe. One balance serves every environment (sandbox use draws from the same credits,
@@ -120,6 +121,7 @@ class OfflineWallet:
         self._ledger = Ledger(self.rate_card, overdraft=overdraft)
         self._log = RecordLog(keep_records)
         self._lock = threading.Lock()
+        at_fork(self, WALLETS)
         self._clock = clock or time.time_ns
         self._alert_callbacks: list[AlertCallback] = []
         self._watch_callbacks: dict[str, AlertCallback] = {}
