@@ -52,6 +52,7 @@ class Exporter:
         transport: Sends batches.
         settings: How to batch, store and retry.
         outbox_path: The SQLite outbox file, or ``None`` to keep records in memory only.
+        earlier_outboxes: Outbox files of earlier versions, delivered from too if they exist.
         on_rejected: Called with each `DeadLetter`, on an exporter thread.
         sleep: Waits between retries (for tests).
         clock: Monotonic seconds (for tests).
@@ -64,6 +65,7 @@ class Exporter:
         settings: ExportSettings | None = None,
         *,
         outbox_path: Path | None,
+        earlier_outboxes: tuple[Path, ...] = (),
         on_rejected: RejectedCallback | None = None,
         sleep: Callable[[float], Any] | None = None,
         clock: Callable[[], float] | None = None,
@@ -72,6 +74,7 @@ class Exporter:
         self.settings = settings = settings or ExportSettings()
         self._transport = transport
         self._outbox_path = outbox_path if settings.durability != "memory" else None
+        self._earlier = earlier_outboxes
         self._sync = settings.durability == "sync"
         self._on_rejected = on_rejected
         self._user_sleep = sleep
@@ -90,6 +93,8 @@ class Exporter:
         self._boxes = Outboxes(
             self._outbox_path,
             owner=f"{self._pid}-{uuid.uuid4().hex[:12]}",
+            key=self._transport.key_id,
+            earlier=self._earlier,
             settings=settings,
             status=self._status,
         )
@@ -234,7 +239,8 @@ class Exporter:
         if not self._stopping:
             self._stopping = True
             self._queue.may_block = False
-            self._senders.stop(end)
+            # retries end a little before the deadline, so the threads are gone by then
+            self._senders.stop(end - min(0.5, timeout / 10))
             self._committer.wake()
             if not self._threads:
                 self._final()

@@ -221,6 +221,9 @@ class Outbox(Protocol):
     def count(self) -> int:
         """Return how many records wait (claimed or not)."""
 
+    def key_refused(self, refused: bool) -> None:
+        """Say whether the service refuses the API key records are sent with."""
+
     def close(self) -> None:
         """Release the file, if any."""
 
@@ -299,6 +302,9 @@ class MemoryOutbox:
 
     def count(self) -> int:
         return self._count
+
+    def key_refused(self, refused: bool) -> None:
+        return None
 
     def close(self) -> None:
         return None

@@ -26,12 +26,21 @@ class Outboxes:
     Args:
         path: The outbox file, or ``None`` for memory only.
         owner: This process's claim token.
+        key: The fingerprint of the API key records are sent with.
+        earlier: Files of earlier versions to deliver from too (if they exist).
         settings: Chunk sizes, lease, durability, caps.
         status: Where errors are reported.
     """
 
     def __init__(
-        self, path: Path | None, *, owner: str, settings: ExportSettings, status: Status
+        self,
+        path: Path | None,
+        *,
+        owner: str,
+        key: str = "",
+        earlier: tuple[Path, ...] = (),
+        settings: ExportSettings,
+        status: Status,
     ) -> None:
         self._settings = settings
         self._status = status
@@ -39,30 +48,47 @@ class Outboxes:
         self.disk: SqliteOutbox | None = None
         self.quarantined: Path | None = None
         self._retired: list[SqliteOutbox] = []
-        if path is not None:
-            self._open(path, owner)
-
-    def _open(self, path: Path, owner: str) -> None:
-        settings = self._settings
+        self._key = key
+        if path is None:
+            return
+        for old in earlier:
+            if old.exists():
+                try:
+                    self._retired.append(self._open(old, owner))
+                except OutboxUnavailable as exc:
+                    logger.error("flexcredits outbox of an earlier version unavailable: %s", exc)
         try:
-            self.disk, self.quarantined = open_outbox(
-                path,
-                owner=owner,
-                lease=settings.lease,
-                sync=settings.durability == "sync",
-                max_records=settings.max_batch_records,
-                max_bytes=settings.max_batch_bytes,
-            )
+            self.disk = self._open(path, owner)
         except OutboxUnavailable as exc:
             self.failed(exc)
-            return
-        if self.quarantined is not None:
+
+    def _open(self, path: Path, owner: str) -> SqliteOutbox:
+        settings = self._settings
+        disk, quarantined = open_outbox(
+            path,
+            owner=owner,
+            key=self._key,
+            lease=settings.lease,
+            sync=settings.durability == "sync",
+            max_records=settings.max_batch_records,
+            max_bytes=settings.max_batch_bytes,
+        )
+        if quarantined is not None:
+            self.quarantined = quarantined
             self._status.last_error = (
-                f"outbox {str(path)!r} was corrupt; moved to {str(self.quarantined)!r} and replaced"
+                f"outbox {str(path)!r} was corrupt; moved to {str(quarantined)!r} and replaced"
             )
-        waiting = self.disk.count()
+        waiting, others = disk.count(), disk.others()
         if waiting:
             logger.info("flexcredits outbox %s: replaying %d records", path, waiting)
+        if others:
+            logger.info(
+                "flexcredits outbox %s: %d records of another API key wait for a process "
+                "with that key",
+                path,
+                others,
+            )
+        return disk
 
     def failed(self, exc: Exception) -> None:
         """Stop writing to the disk (it keeps being read), and say so."""

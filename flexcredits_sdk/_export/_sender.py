@@ -48,6 +48,8 @@ class Sender:
         status: Where the figures go.
         settings: Backoff, pause and lease durations.
         on_rejected: Called with each `DeadLetter`.
+        on_key: Called with whether the service accepts the API key (after each answer, and
+            after each 401).
         sleep: Waits between attempts.
         clock: Monotonic seconds.
         should_stop: Whether to give up retrying (a shutdown deadline passed).
@@ -60,6 +62,7 @@ class Sender:
         settings: ExportSettings,
         *,
         on_rejected: Callable[[DeadLetter], Any] | None,
+        on_key: Callable[[bool], None] = lambda accepted: None,
         sleep: Callable[[float], None],
         clock: Callable[[], float],
         should_stop: Callable[[], bool],
@@ -72,6 +75,7 @@ class Sender:
         self._pause_interval = settings.pause_interval
         self._lease = settings.lease
         self._on_rejected = on_rejected
+        self._on_key = on_key
         self._sleep = sleep
         self._clock = clock
         self._should_stop = should_stop
@@ -96,11 +100,14 @@ class Sender:
             try:
                 outcome: IngestOutcome = retrying(self._attempt, source, chunks, batch_id)
             except DeliveryRetry as exc:
+                if exc.unauthorized:
+                    self._on_key(False)
                 status.last_error = exc.reason
                 source.release(chunks)
                 return False
             finally:
                 self._renewed.pop(batch_id, None)
+            self._on_key(True)
             if status.failing:
                 status.failing = False
                 logger.info("flexcredits delivery resumed")
@@ -202,6 +209,8 @@ class Sender:
 
     def _note_failure(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, DeliveryRetry) and exc.unauthorized:
+            self._on_key(False)
         reason = getattr(exc, "reason", repr(exc))
         self._status.last_error = reason
         level = logging.DEBUG if self._status.failing else logging.WARNING

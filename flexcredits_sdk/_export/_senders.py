@@ -73,10 +73,15 @@ class Senders:
             status,
             settings,
             on_rejected=on_rejected,
+            on_key=self._on_key,
             sleep=self._sleep,
             clock=clock,
             should_stop=self.should_stop,
         )
+
+    def _on_key(self, accepted: bool) -> None:
+        for disk in self._boxes.disks():
+            disk.key_refused(not accepted)
 
     # --- asked by other threads ---------------------------------------------------------------
 

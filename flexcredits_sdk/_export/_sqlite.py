@@ -3,6 +3,12 @@
 A process *claims* the chunks it is about to send by writing its token and a lease expiry in
 the ``claims`` table, in one transaction, so two processes never send the same records at the
 same time; a claim whose lease ran out (its process died) is taken over by whoever comes next.
+
+One file serves one wallet service (URL). Each chunk carries the fingerprint of the API key it
+was metered with, and is sent with that key only, so tenants sharing a directory never book
+each other's records; but once the service refused a key (401), the chunks of that key are
+sent by whichever process has a key it accepts: records metered with a mistyped key are
+delivered after the key is fixed.
 """
 
 from __future__ import annotations
@@ -31,15 +37,17 @@ __all__ = ["SqliteOutbox", "open_outbox"]
 
 logger = logging.getLogger("flexcredits_sdk")
 
-#: Schema version stored in the file; a file with another version is quarantined. Small
-#: columns come before the large ones, so scans never read the bodies' overflow pages.
-_SCHEMA = 4
+#: Schema version stored in the file; a file of version 4 is migrated, one of another version
+#: is quarantined. Small columns come before the large ones, so scans never read the bodies'
+#: overflow pages.
+_SCHEMA = 5
 
 _SCHEMA_SQL = (
     """CREATE TABLE IF NOT EXISTS chunks (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         records INTEGER NOT NULL,
         bytes INTEGER NOT NULL,
+        key TEXT NOT NULL DEFAULT '',
         ids TEXT NOT NULL,
         bodies TEXT NOT NULL
     )""",
@@ -55,11 +63,24 @@ _SCHEMA_SQL = (
         at REAL NOT NULL
     )""",
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS refused_keys (key TEXT PRIMARY KEY, at REAL NOT NULL)",
 )
+
+#: Version 4 files were kept per URL and API key: their chunks get the empty key, which only
+#: a process with that URL and key opens.
+_FROM_4 = (
+    "ALTER TABLE chunks ADD COLUMN key TEXT NOT NULL DEFAULT ''",
+    "UPDATE meta SET value = '5' WHERE key = 'schema'",
+)
+
+#: The chunks a process may send: its key's, those of keys the service refused, and those of
+#: a file from before keys were stored.
+_MINE = "(c.key IN (?, '') OR c.key IN (SELECT key FROM refused_keys))"
 
 
 def _prepare(conn: sqlite3.Connection) -> None:
-    """Create the tables of a new outbox, in one transaction; check an existing one's schema.
+    """Create the tables of a new outbox, in one transaction; check an existing one's schema
+    (migrating one of version 4).
 
     A file that holds tables but is not an outbox of this schema (another program's, an older
     version's) is refused before anything is written to it, so it can be moved aside intact.
@@ -77,7 +98,10 @@ def _prepare(conn: sqlite3.Connection) -> None:
             if "meta" in tables:
                 row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 version = row[0] if row else None
-            if version != str(_SCHEMA):
+            if version == "4":
+                for statement in _FROM_4:
+                    conn.execute(statement)
+            elif version != str(_SCHEMA):
                 raise sqlite3.DatabaseError(f"unknown outbox schema version {version!r}")
         for statement in _SCHEMA_SQL:
             conn.execute(statement)
@@ -99,6 +123,7 @@ class SqliteOutbox:
     Args:
         path: The file.
         owner: This process's claim token.
+        key: The fingerprint of the API key records are sent with (see the module's docs).
         lease: Seconds a claim lasts before another process may take the chunks over.
         sync: Commit with ``synchronous=FULL`` (survives power loss) instead of ``NORMAL``
             (survives the process being killed).
@@ -118,6 +143,7 @@ class SqliteOutbox:
         path: Path,
         *,
         owner: str,
+        key: str = "",
         lease: float = 30.0,
         sync: bool = False,
         max_records: int = 500,
@@ -126,6 +152,8 @@ class SqliteOutbox:
     ) -> None:
         self.path = path
         self._owner = owner
+        self.key = key
+        self._refused = False
         self._lease = lease
         self._limits = max_records, max_bytes
         self._clock = clock or time.time
@@ -155,6 +183,9 @@ class SqliteOutbox:
         self._closed = False
         self._seq = self._count = 0
         self.refresh()
+        with self.lock:
+            found = conn.execute("SELECT 1 FROM refused_keys WHERE key = ?", (key,)).fetchone()
+        self._refused = found is not None
 
     def __repr__(self) -> str:
         return f"SqliteOutbox({str(self.path)!r})"
@@ -166,6 +197,7 @@ class SqliteOutbox:
                 "\n".join(chunk_bodies),
                 len(chunk_ids),
                 body_size(chunk_bodies),
+                self.key,
             )
             for chunk_ids, chunk_bodies in chunked(ids, bodies, *self._limits)
         ]
@@ -174,7 +206,8 @@ class SqliteOutbox:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
-                    "INSERT INTO chunks (ids, bodies, records, bytes) VALUES (?, ?, ?, ?)", values
+                    "INSERT INTO chunks (ids, bodies, records, bytes, key) VALUES (?, ?, ?, ?, ?)",
+                    values,
                 )
                 (seq,) = conn.execute("SELECT last_insert_rowid()").fetchone()
                 conn.execute("COMMIT")
@@ -197,9 +230,9 @@ class SqliteOutbox:
             try:
                 free = conn.execute(
                     "SELECT c.seq, c.records, c.bytes FROM chunks c LEFT JOIN claims k "
-                    "ON k.seq = c.seq WHERE c.seq <= ? AND (k.lease IS NULL OR k.lease < ?) "
-                    "ORDER BY c.seq LIMIT 64",
-                    (upto, now),
+                    f"ON k.seq = c.seq WHERE c.seq <= ? AND {_MINE} "
+                    "AND (k.lease IS NULL OR k.lease < ?) ORDER BY c.seq LIMIT 64",
+                    (upto, self.key, now),
                 ).fetchall()
                 seqs = batch_fit(free, max_records, max_bytes)
                 conn.executemany(
@@ -287,13 +320,37 @@ class SqliteOutbox:
         return self._count
 
     def refresh(self) -> None:
-        """Recount the records (other processes may share the file)."""
+        """Recount the records this process may send (other processes share the file)."""
         with self.lock:
             count, seq = self._conn.execute(
-                "SELECT coalesce(sum(records), 0), coalesce(max(seq), 0) FROM chunks"
+                f"SELECT coalesce(sum(records), 0), coalesce(max(seq), 0) FROM chunks c "
+                f"WHERE {_MINE}",
+                (self.key,),
             ).fetchone()
         self._count = int(count)
         self._seq = max(self._seq, int(seq))
+
+    def others(self) -> int:
+        """Return how many records wait for a process with another API key."""
+        with self.lock:
+            (count,) = self._conn.execute(
+                f"SELECT coalesce(sum(records), 0) FROM chunks c WHERE NOT {_MINE}", (self.key,)
+            ).fetchone()
+        return int(count)
+
+    def key_refused(self, refused: bool) -> None:
+        """Say whether the service refuses this process's key: while it does, any process
+        whose key it accepts sends this key's chunks."""
+        if refused == self._refused:
+            return
+        self._refused = refused
+        with self.lock:
+            if refused:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO refused_keys VALUES (?, ?)", (self.key, self._clock())
+                )
+            else:
+                self._conn.execute("DELETE FROM refused_keys WHERE key = ?", (self.key,))
 
     def abandon(self) -> None:
         """Forget the connection without closing it (in a forked child: it is the parent's)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import hashlib
 import ipaddress
 import os
 import time
@@ -44,12 +45,21 @@ class DeliveryRetry(Exception):
         reason: Why, for `stats()` and logs.
         retry_after: Seconds the service asked to wait, if it did.
         paused: The service refused the credentials; delivery waits longer between attempts.
+        unauthorized: The service does not know the API key (401).
     """
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, paused: bool = False):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        paused: bool = False,
+        unauthorized: bool = False,
+    ) -> None:
         self.reason = reason
         self.retry_after = retry_after
         self.paused = paused
+        self.unauthorized = unauthorized
         super().__init__(reason)
 
 
@@ -164,6 +174,8 @@ class Transport:
         gzip_min_bytes: int = 1024,
     ) -> None:
         self.url = url
+        #: The fingerprint of the API key, stored with the records it sends (never the key).
+        self.key_id = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
         self._headers = {"User-Agent": _USER_AGENT, "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -282,6 +294,7 @@ class Transport:
                 f"wallet service refused the credentials ({status}); delivery is paused and "
                 "every record is kept",
                 paused=True,
+                unauthorized=status == 401,
             )
         if status not in (200, 422):
             raise DeliveryRetry(f"{error_from_response(response)}; records kept", paused=True)

@@ -38,13 +38,18 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
-def _outbox_file(outbox_dir: str | Path | None, url: httpx.URL, api_key: str | None) -> Path:
-    """One outbox per service and key, so processes sharing a directory never mix wallets."""
+def _outbox_files(
+    outbox_dir: str | Path | None, url: httpx.URL, api_key: str | None
+) -> tuple[Path, Path]:
+    """Return the outbox file of a service (records wait by wallet; each chunk says which
+    key sends it), and the file an earlier version kept per service and key."""
     base = outbox_dir or os.environ.get(OUTBOX_DIR_VARIABLE) or default_outbox_dir()
     if not isinstance(base, str | Path):
         raise ConfigurationError("outbox_dir", outbox_dir, "must be a path")
-    digest = hashlib.sha256(f"{url}\n{api_key or ''}".encode()).hexdigest()[:16]
-    return Path(base).expanduser() / f"outbox-{digest}.sqlite3"
+    directory = Path(base).expanduser()
+    digest = hashlib.sha256(str(url).encode()).hexdigest()[:16]
+    earlier = hashlib.sha256(f"{url}\n{api_key or ''}".encode()).hexdigest()[:16]
+    return directory / f"outbox-{digest}.sqlite3", directory / f"outbox-{earlier}.sqlite3"
 
 
 def _params(query: BaseModel) -> dict[str, Any]:
@@ -99,13 +104,16 @@ class HttpWalletBase:
         self._transport = Transport(
             self._url, api_key, client=exporter_client, timeout=options.timeout
         )
-        outbox = None
+        outbox: Path | None = None
+        earlier: tuple[Path, ...] = ()
         if options.durability != "memory":
-            outbox = _outbox_file(outbox_dir, self._url, api_key)
+            outbox, old = _outbox_files(outbox_dir, self._url, api_key)
+            earlier = (old,)
         self._exporter = Exporter(
             self._transport,
             options,
             outbox_path=outbox,
+            earlier_outboxes=earlier,
             on_rejected=on_rejected,
             sleep=sleep,
             clock=clock,
