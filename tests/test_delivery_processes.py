@@ -28,9 +28,9 @@ def run_agent(
     """Run the agent as a new tenant; return the tenant's key and the agent's report lines."""
     key = server.tenant(f"{scenario}-{tmp_path.name}")
     report = tmp_path / "report.txt"
+    outbox = str(tmp_path / "outbox")
     agent = subprocess.run(
-        [sys.executable, AGENT, scenario, server.url, key, str(tmp_path / "outbox"), str(report)]
-        + [str(count)],
+        [sys.executable, AGENT, scenario, server.url, key, outbox, str(report), str(count)],
         capture_output=True,
         text=True,
         timeout=300,
