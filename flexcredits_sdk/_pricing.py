@@ -20,21 +20,24 @@ from ._exceptions import ConfigurationError, RateCardError, UnknownActionType, U
 __all__ = ["Credits", "Money", "RateCard", "to_exact"]
 
 
-#: Credits and money are below 10**_MAX_DIGITS in magnitude: anything larger is a mistake, and
-#: turning a string such as "1e1000000" into an int alone would take minutes.
+#: Credits and money are below 10**_MAX_DIGITS in magnitude and have at most _MAX_DIGITS decimal
+#: places: anything else is a mistake, and turning a string such as "1e1000000" or "1e-100000000"
+#: into an int (or a ratio of ints) alone would take minutes.
 _MAX_DIGITS = 30
 _MAX = 10**_MAX_DIGITS
 _TOO_LARGE = f"must be less than 10**{_MAX_DIGITS} in magnitude"
+_TOO_PRECISE = f"must have at most {_MAX_DIGITS} decimal places"
 
 
 def to_exact(value: Any, field: str = "value") -> int | Decimal:
     """Return `value` as an int, or as a Decimal when it has a fractional part.
 
-    Accepts ints, Decimals and decimal strings below 10**30 in magnitude; refuses floats and
-    booleans.
+    Accepts ints, Decimals and decimal strings below 10**30 in magnitude with at most 30 decimal
+    places; refuses floats and booleans.
 
     Raises:
-        RateCardError: The value is a float, a boolean, not a number, not finite, or too large.
+        RateCardError: The value is a float, a boolean, not a number, not finite, too large or
+            too precise.
     """
     if isinstance(value, bool):
         raise RateCardError(field, value, "must be a number, not a boolean")
@@ -54,8 +57,12 @@ def to_exact(value: Any, field: str = "value") -> int | Decimal:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise RateCardError(field, value, "must be finite")
-        if value and value.adjusted() >= _MAX_DIGITS:  # checked before any work on the digits
+        # Both bounds are checked before any work on the digits.
+        if value and value.adjusted() >= _MAX_DIGITS:
             raise RateCardError(field, value, _TOO_LARGE)
+        exponent = value.as_tuple().exponent  # an int, since the value is finite
+        if isinstance(exponent, int) and exponent < -_MAX_DIGITS:
+            raise RateCardError(field, value, _TOO_PRECISE)
         return int(value) if value == value.to_integral_value() else value
     raise RateCardError(field, value, "must be an int, a Decimal or a decimal string")
 

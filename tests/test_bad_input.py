@@ -213,3 +213,17 @@ def test_records_from_bad_data() -> None:
         assert info.value.field.startswith(field), (field, info.value)
     with pytest.raises(fc.ConfigurationError, match="unknown"):
         fc.UsageRecord.from_dict({**data, "unknown": 1})
+
+
+@pytest.mark.parametrize("credits", ["1e-1000000", "0e-100000000", Decimal("1e-31")])
+def test_credits_with_too_many_decimal_places(credits: str | Decimal) -> None:
+    # Checking "1e-100000000" as an int (a ratio of ints) took minutes: the exponent is bounded.
+    good = fc.Meter().action("a")
+    with good as act:
+        pass
+    assert act.record is not None
+    with pytest.raises(fc.ConfigurationError) as info:
+        fc.UsageRecord.from_dict({**act.record.to_dict(), "credits": credits})
+    assert info.value.field == "credits"
+    assert "at most 30 decimal places" in str(info.value)
+    assert str(Decimal(credits)) in str(info.value)

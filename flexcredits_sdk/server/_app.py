@@ -17,7 +17,14 @@ from .._wire import IngestRequest
 from ._config import ServerSettings
 from ._dashboard import render_dashboard
 from ._database import Tenant, WalletStore
-from ._plumbing import BodyLimit, KeyCache, error_handlers, error_response, tenant_of
+from ._plumbing import (
+    BodyLimit,
+    KeyCache,
+    error_handlers,
+    error_response,
+    printable,
+    tenant_of,
+)
 from ._queries import RecordQuery
 from ._routes import router
 from ._webhooks import Deliverer
@@ -114,7 +121,7 @@ def create_app(
     ) -> HTMLResponse:
         """A read-only page: balance, usage by environment and tag over time, alerts."""
         wallet: WalletStore = request.app.state.store
-        tag_key = tag or _first_tag(wallet, tenant)
+        tag_key = printable(tag, "tag") if tag else _first_tag(wallet, tenant)
         page = render_dashboard(
             tenant=tenant.name,
             balance=wallet.balance(tenant.id),

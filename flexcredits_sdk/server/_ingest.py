@@ -78,6 +78,8 @@ def _check(model: UsageRecordModel, nul: bool = True) -> UsageRecord | str:
         return "credits: too large"
     if record.units >= _INT32:
         return "units: too large"
+    if record.start_time_ns < 0:  # only a started_at can say so; start_time_ns is >= 0
+        return f"started_at: {model.started_at} is before 1970-01-01T00:00:00Z"
     if record.start_time_ns + record.duration_ns >= _INT64:
         return "start_time_ns: the action must end before the year 2262"
     if not nul:

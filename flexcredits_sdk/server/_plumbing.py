@@ -32,6 +32,7 @@ __all__ = [
     "KeyCache",
     "admin_only",
     "error_handlers",
+    "printable",
     "read_body",
     "tenant_of",
 ]
@@ -57,6 +58,19 @@ class ApiError(HTTPException):
     def __init__(self, status: int, message: str, code: str | None = None) -> None:
         super().__init__(status, message)
         self.code = code or _CODES.get(status, "error")
+
+
+def printable(value: str, field: str) -> str:
+    """Return `value`, a field or tag name from a request, if it is printable.
+
+    Tag keys are printable (see `check_tags`), so a name that is not matches nothing.
+
+    Raises:
+        ApiError: 422 naming `field` and the value.
+    """
+    if not value.isprintable():
+        raise ApiError(422, f"{field}: {value[:200]!r} must not contain control characters")
+    return value
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:

@@ -48,9 +48,18 @@ def _where(
     return where
 
 
+def _plain(key: str) -> bool:
+    """Whether SQLite's JSON path ``$."key"`` finds `key`: printable ASCII, no quote or escape.
+
+    SQLite stops a path at NUL, and compares a path's key with the stored key's escaped JSON
+    text, so other keys are looked up by value instead.
+    """
+    return key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
 def _tag(key: str, dialect: str) -> sa.ColumnElement[Any]:
     """Return the value of tag `key` of a record (NULL where it has none)."""
-    if dialect == "sqlite" and '"' in key:  # a JSON path cannot quote this key: look it up
+    if dialect == "sqlite" and not _plain(key):  # a bound key, compared with each stored key
         each = sa.func.json_each(records.c.tags).table_valued("key", "value")
         return sa.select(each.c.value).where(each.c.key == key).scalar_subquery()
     value: sa.ColumnElement[Any] = records.c.tags[key].as_string()

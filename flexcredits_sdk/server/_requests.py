@@ -60,7 +60,7 @@ class WatchRequest(_Model):
     """
 
     credits: Credits | None = None
-    percent: Annotated[Decimal, Field(gt=0, le=100)] | None = None
+    percent: Annotated[Decimal, Field(gt=0, le=100, decimal_places=9)] | None = None
 
 
 class WatchResponse(_Model):

@@ -30,7 +30,7 @@ from .._wire import (
 )
 from ._database import Tenant, WalletStore
 from ._ingest import ingest_batch
-from ._plumbing import ApiError, admin_only, read_body, tenant_of
+from ._plumbing import ApiError, admin_only, printable, read_body, tenant_of
 from ._queries import RecordQuery
 from ._requests import (
     AlertsResponse,
@@ -122,7 +122,7 @@ def get_usage(
         raise ApiError(422, "group_by: at most 20 names")
     rows = _store(request).usage(
         tenant.id,
-        query.group_by,
+        [printable(name, "group_by") for name in query.group_by],
         environment=query.environment,
         since_ns=_ns(query.since, "since"),
         until_ns=_ns(query.until, "until"),
@@ -146,7 +146,7 @@ def get_records(
         conversation_id=query.conversation_id,
         since_ns=_ns(query.since, "since"),
         until_ns=_ns(query.until, "until"),
-        tags=query.tags,
+        tags=query.tags and {printable(k, "tags key"): v for k, v in query.tags.items()},
         after=after,
         limit=query.limit,
     )
