@@ -78,6 +78,10 @@ def test_settings_come_from_arguments_then_the_environment() -> None:
     chosen = ServerSettings.from_env(env, db="arg.db")
     assert (chosen.db, chosen.max_body_bytes) == ("arg.db", 4096)
     assert ServerSettings.from_env(chosen.to_env()) == chosen
+    assert not chosen.allow_private_webhooks
+    allowed = ServerSettings.from_env({"FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE": "true"})
+    assert allowed.allow_private_webhooks
+    assert ServerSettings.from_env(allowed.to_env()) == allowed
 
 
 @pytest.mark.parametrize(
@@ -89,6 +93,7 @@ def test_settings_come_from_arguments_then_the_environment() -> None:
         ({"FLEXCREDITS_WEBHOOK_BACKOFF": "-1"}, "webhook_backoff_s"),
         ({"FLEXCREDITS_WEBHOOK_INTERVAL": "soon"}, "webhook_interval_s"),
         ({"FLEXCREDITS_WALLET_LOG_LEVEL": "LOUD"}, "log_level"),
+        ({"FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE": "maybe"}, "allow_private_webhooks"),
     ],
 )
 def test_bad_settings_name_their_field(env: dict[str, str], field: str) -> None:

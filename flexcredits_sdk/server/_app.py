@@ -71,6 +71,7 @@ def create_app(
             wallet.engine,
             interval_s=float(settings.webhook_interval_s),
             backoff_s=float(settings.webhook_backoff_s),
+            allow_private=settings.allow_private_webhooks,
         )
         app.state.store = wallet
         deliverer.start()

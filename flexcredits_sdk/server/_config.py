@@ -15,6 +15,7 @@ __all__ = [
     "DB_VARIABLE",
     "DEFAULT_DB",
     "MAX_BODY_VARIABLE",
+    "WEBHOOK_ALLOW_PRIVATE_VARIABLE",
     "ServerSettings",
 ]
 
@@ -28,6 +29,8 @@ MAX_BODY_VARIABLE = "FLEXCREDITS_WALLET_MAX_BODY"
 WEBHOOK_INTERVAL_VARIABLE = "FLEXCREDITS_WEBHOOK_INTERVAL"
 #: Seconds before the first webhook retry; each further retry doubles it.
 WEBHOOK_BACKOFF_VARIABLE = "FLEXCREDITS_WEBHOOK_BACKOFF"
+#: ``1`` (or ``true``) lets webhooks go to loopback, private and other non-public addresses.
+WEBHOOK_ALLOW_PRIVATE_VARIABLE = "FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE"
 #: The log level of the service's JSON logs (``INFO`` by default).
 LOG_LEVEL_VARIABLE = "FLEXCREDITS_WALLET_LOG_LEVEL"
 
@@ -44,6 +47,17 @@ def _seconds(name: str, value: Any) -> Decimal:
     return seconds
 
 
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(name, value, "must be true or false (1 or 0)")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """How a wallet service process runs.
@@ -54,6 +68,8 @@ class ServerSettings:
         max_body_bytes: The largest request body accepted (413 above it), after gzip.
         webhook_interval_s: Seconds between looks for due webhook deliveries.
         webhook_backoff_s: Seconds before the first webhook retry, doubled after each.
+        allow_private_webhooks: Whether webhooks may go to loopback, private, link-local and
+            other non-public addresses (refused by default, when set and when delivered).
         log_level: The level of the JSON logs.
     """
 
@@ -62,6 +78,7 @@ class ServerSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     webhook_interval_s: Decimal = Decimal(1)
     webhook_backoff_s: Decimal = Decimal(5)
+    allow_private_webhooks: bool = False
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -77,6 +94,11 @@ class ServerSettings:
         )
         object.__setattr__(
             self, "webhook_backoff_s", _seconds("webhook_backoff_s", self.webhook_backoff_s)
+        )
+        object.__setattr__(
+            self,
+            "allow_private_webhooks",
+            _flag("allow_private_webhooks", self.allow_private_webhooks),
         )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("log_level", self.log_level, "must be DEBUG, INFO, ...")
@@ -96,6 +118,7 @@ class ServerSettings:
             ("max_body_bytes", MAX_BODY_VARIABLE),
             ("webhook_interval_s", WEBHOOK_INTERVAL_VARIABLE),
             ("webhook_backoff_s", WEBHOOK_BACKOFF_VARIABLE),
+            ("allow_private_webhooks", WEBHOOK_ALLOW_PRIVATE_VARIABLE),
             ("log_level", LOG_LEVEL_VARIABLE),
         )
         for field, variable in table:
@@ -122,4 +145,6 @@ class ServerSettings:
         }
         if self.admin_key:
             env[ADMIN_KEY_VARIABLE] = self.admin_key
+        if self.allow_private_webhooks:
+            env[WEBHOOK_ALLOW_PRIVATE_VARIABLE] = "1"
         return env

@@ -43,6 +43,7 @@ from ._requests import (
     WebhookRequest,
     WebhookResponse,
 )
+from ._webhooks import check_destination
 
 __all__ = ["router"]
 
@@ -225,10 +226,16 @@ def post_watch(request: Request, tenant: TenantDep, watch: WatchRequest) -> Watc
 
 @router.put("/webhook", responses=_ERRORS)
 def put_webhook(request: Request, tenant: TenantDep, webhook: WebhookRequest) -> WebhookResponse:
-    """Send alerts to `url`, signed with a new secret (shown only here)."""
+    """Send alerts to `url`, signed with a new secret (shown only here).
+
+    The URL's host must resolve to public addresses only, unless the service allows others.
+    """
+    url = str(webhook.url)
+    if not request.app.state.settings.allow_private_webhooks:
+        check_destination(url)
     secret = "whsec_" + secrets.token_urlsafe(32)
-    _store(request).set_webhook(tenant.id, str(webhook.url), secret)
-    return WebhookResponse(url=str(webhook.url), secret=secret)
+    _store(request).set_webhook(tenant.id, url, secret)
+    return WebhookResponse(url=url, secret=secret)
 
 
 @router.delete("/webhook", status_code=204, responses=_ERRORS)

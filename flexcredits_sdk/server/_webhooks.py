@@ -6,6 +6,13 @@ deliveries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two processes never cla
 one), POSTs them and records the outcome; a failed attempt is due again after an exponential
 backoff, until `MAX_ATTEMPTS`.
 
+A webhook goes only to public addresses: `check_destination` resolves the URL's host and refuses
+it when any address is loopback, private, link-local, unspecified, multicast, reserved or
+otherwise not global (an IPv4-mapped IPv6 address is judged as its IPv4 address). It runs when a
+webhook is set and again before each delivery, since DNS can change; a delivery to a refused
+address is not sent and counts as a failed attempt. The operator may allow such addresses
+(``FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE``), e.g. for a receiver on the same machine.
+
 A request carries two headers. ``FlexCredits-Timestamp`` is the Unix time in seconds when it was
 sent; ``FlexCredits-Signature`` is ``v1=`` and the hex HMAC-SHA256, keyed with the webhook's
 secret, of the timestamp, a full stop and the raw body. A receiver recomputes it with
@@ -16,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +34,7 @@ from collections.abc import Callable
 import httpx
 import sqlalchemy as sa
 
+from .._exceptions import ConfigurationError
 from .._models import Alert
 from ._db import WRITE
 from ._schema import deliveries, tenants
@@ -35,6 +45,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "Deliverer",
     "alert_body",
+    "check_destination",
     "sign",
     "verify_signature",
 ]
@@ -47,6 +58,48 @@ _LEASE_NS = 60 * 10**9
 _MAX_BACKOFF_S = 6 * 3600
 
 logger = logging.getLogger("flexcredits_sdk.server")
+
+
+def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Return what kind of non-public address `address` is, or ``None`` when it is public."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    kinds = (
+        ("loopback", address.is_loopback),
+        ("private", address.is_private),
+        ("link-local", address.is_link_local),
+        ("unspecified", address.is_unspecified),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+        ("non-global", not address.is_global),
+    )
+    return next((kind for kind, found in kinds if found), None)
+
+
+def check_destination(url: str, field: str = "url") -> None:
+    """Check that every address the host of `url` resolves to is public.
+
+    Raises:
+        ConfigurationError: The host does not resolve, or resolves to a loopback, private,
+            link-local, unspecified, multicast, reserved or other non-global address; the error
+            names `field`, the URL and the address.
+    """
+    parsed = httpx.URL(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        found = socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigurationError(field, url, f"the host does not resolve ({exc})") from None
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])  # no IPv6 scope
+        kind = _refusal(address)
+        if kind is not None:
+            raise ConfigurationError(
+                field,
+                url,
+                f"{parsed.host} resolves to {address}, a {kind} address; webhooks go to public"
+                " addresses unless the service allows others (FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE)",
+            )
 
 
 def alert_body(alert_id: int, alert: Alert) -> str:
@@ -97,6 +150,7 @@ class Deliverer:
         engine: The wallet's database.
         interval_s: How often to look for due deliveries.
         backoff_s: The first retry's delay; each further one doubles it.
+        allow_private: Deliver to loopback, private and other non-public addresses too.
         client: The HTTP client (for tests); a new one with a 10-second timeout by default.
         clock: Returns the current Unix time in nanoseconds.
     """
@@ -107,12 +161,14 @@ class Deliverer:
         *,
         interval_s: float = 1.0,
         backoff_s: float = 5.0,
+        allow_private: bool = False,
         client: httpx.Client | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.engine = engine
         self.interval_s = interval_s
         self.backoff_s = backoff_s
+        self.allow_private = allow_private
         self._client = client or httpx.Client(timeout=10.0)
         self._clock = clock
         self._stop = threading.Event()
@@ -173,9 +229,13 @@ class Deliverer:
         }
         error: str | None = None
         try:
+            if not self.allow_private:
+                check_destination(url)
             response = self._client.post(url, content=raw, headers=headers)
             if response.status_code >= 300:
                 error = f"HTTP {response.status_code}"
+        except ConfigurationError as exc:
+            error = f"not sent: {exc}"[:500]
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         attempts += 1
