@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 __all__ = ["credits_text", "money_text"]
 
 
 def money_text(value: Decimal | int, currency: str = "$") -> str:
-    """Return an amount of money with two decimals and thousands separators: ``$1,234.50``."""
-    amount = Decimal(value).quantize(Decimal("0.01"))
+    """Return money to the cent (halves up), with thousands separators: ``$1,234.50``."""
+    amount = Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     sign = "-" if amount < 0 else ""
     return f"{sign}{currency}{abs(amount):,.2f}"
 
