@@ -88,7 +88,7 @@ def test_a_full_outbox_applies_the_policy(make_exporter: MakeExporter, tmp_path:
     assert (stats["in_outbox"], stats["queued"], stats["dropped"]) == (20, 5, 5)
 
 
-def test_queued_records_keep_their_order_through_partial_commits_and_drops(
+def test_queued_records_keep_their_order_through_blocks_and_partial_commits(
     make_exporter: MakeExporter, tmp_path: Path
 ) -> None:
     exporter = make_exporter(
@@ -100,13 +100,14 @@ def test_queued_records_keep_their_order_through_partial_commits_and_drops(
     records = [tuple(new_record()) for _ in range(300)]  # the meter hands over plain tuples
     for record in records:
         exporter.submit(record)
+    assert exporter._queue._in_blocks == 256  # two blocks of columns, 44 records as they came
     assert exporter.stats()["queued"] == 300
-    exporter._committer.commit()  # room for 200
+    exporter._committer.commit()  # room for 200: a block, and part of the next
     assert (exporter.stats()["in_outbox"], exporter.stats()["queued"]) == (200, 100)
     later = [tuple(new_record()._replace(tags={"team": str(i)})) for i in range(150)]
     for record in later:
         exporter.submit(record)
-    for _ in range(100):  # the newest go first
+    for _ in range(100):  # the plain queue's 66 newest, then 34 from the newest block
         assert exporter._queue._drop_newest()
     assert exporter.stats()["queued"] == 150
     outbox = exporter.outbox

@@ -1,7 +1,7 @@
 """The caller's side of delivery: a bounded queue of records waiting for the next group commit.
 
-`put` is what a metered call pays: one deque append and a length check. Everything else here
-runs on the committing thread, or on the caller's only once a batch's worth waits.
+`put` is what a metered call pays: one deque append, and every so often a check of the queue's
+length against the overflow policy. Everything else here runs on the committing thread.
 """
 
 from __future__ import annotations
@@ -14,12 +14,19 @@ from collections.abc import Callable
 from typing import Any
 
 from .._records import UsageRecord
+from .._usage import from_columns, to_columns
 from ._sender import Status
 from ._settings import ExportSettings
 
 __all__ = ["RecordQueue"]
 
 logger = logging.getLogger("flexcredits_sdk")
+
+#: Queued records are moved into blocks of columns this many at a time, on the caller's thread:
+#: tuples of strings and numbers that the garbage collector stops scanning. Records waiting as
+#: they came would survive young collections, be promoted, and set off full collections of the
+#: host process's heap, paid by the caller.
+BLOCK = 128
 
 Row = tuple[Any, ...]
 
@@ -47,7 +54,9 @@ class RecordQueue:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._records: deque[Row] = deque()
-        self._lock = threading.Lock()  # records leave the deque and count in `left` at once
+        self._blocks: deque[tuple[Row, ...]] = deque()  # older records, as columns
+        self._in_blocks = 0
+        self._lock = threading.Lock()  # between sealing a block and taking records
         self._space = threading.Event()
         self._status = status
         self._wake = wake
@@ -67,7 +76,7 @@ class RecordQueue:
         outbox fills)."""
         self._limit = limit
         self._wake_at = max(1, min(self._batch, limit))
-        self._check_at = min(self._wake_at, limit + 1)
+        self._plan()
 
     # --- the caller's thread ------------------------------------------------------------------
 
@@ -79,13 +88,32 @@ class RecordQueue:
             self._checkpoint()
 
     def _checkpoint(self) -> None:
-        """Wake the committing thread once a batch's worth waits; apply the overflow policy
-        once the queue is over its limit."""
-        waiting = len(self._records)
+        """Do what is due once the queue is this long: seal a block, wake the committing
+        thread, apply the overflow policy; then say when to look again."""
+        if len(self._records) >= BLOCK:
+            self._seal()
+        waiting = self.waiting()
         if waiting >= self._wake_at:
             self._wake()
         if waiting > self._limit:
             self._overflow()
+        self._plan()
+
+    def _plan(self) -> None:
+        """Set the queue length at which `put` calls `_checkpoint` next."""
+        queued, in_blocks = len(self._records), self._in_blocks
+        due = [BLOCK, self._limit + 1 - in_blocks]
+        if self._wake_at - in_blocks > queued:
+            due.append(self._wake_at - in_blocks)
+        self._check_at = max(1, min(due))
+
+    def _seal(self) -> None:
+        """Move the oldest `BLOCK` queued records into a block of columns (see `BLOCK`)."""
+        with self._lock:
+            records = self._records
+            if len(records) >= BLOCK:
+                self._blocks.append(to_columns([records.popleft() for _ in range(BLOCK)]))
+                self._in_blocks += BLOCK
 
     def _overflow(self) -> None:
         """Wait for room (``"block"``), then drop the newest record if there still is none."""
@@ -103,9 +131,15 @@ class RecordQueue:
 
     def _drop_newest(self) -> bool:
         with self._lock:
-            if not self._records:
+            if self._records:
+                self._records.pop()
+            elif self._blocks:
+                rows = from_columns(self._blocks.pop())
+                self._in_blocks -= 1
+                if len(rows) > 1:
+                    self._blocks.append(to_columns(rows[:-1]))
+            else:
                 return False
-            self._records.pop()
             self.left += 1
             return True
 
@@ -122,22 +156,34 @@ class RecordQueue:
     # --- the committing thread ----------------------------------------------------------------
 
     def waiting(self) -> int:
-        """Records queued."""
-        return len(self._records)
+        """Records queued (none missed while a block is being sealed)."""
+        with self._lock:
+            return len(self._records) + self._in_blocks
 
     def submitted(self) -> int:
         """Records ever put: a flush waits until `left` reaches what this was when it began."""
         with self._lock:
-            return self.left + len(self._records)
+            return self.left + len(self._records) + self._in_blocks
 
     def take(self, count: int) -> list[Row]:
         """Remove and return up to `count` of the oldest records."""
+        rows: list[Row] = []
         with self._lock:
+            blocks = self._blocks
+            while blocks and len(rows) < count:
+                block = from_columns(blocks.popleft())
+                keep = count - len(rows)
+                if len(block) > keep:  # split it: the rest stays, still the oldest
+                    blocks.appendleft(to_columns(block[keep:]))
+                    block = block[:keep]
+                self._in_blocks -= len(block)
+                rows += block
             records = self._records
-            rows = [records.popleft() for _ in range(min(count, len(records)))]
+            rows += [records.popleft() for _ in range(min(count - len(rows), len(records)))]
             self.left += len(rows)
         return rows
 
     def made_room(self) -> None:
-        """Wake callers waiting for room."""
+        """Wake callers waiting for room, and plan the next check."""
+        self._plan()
         self._space.set()
