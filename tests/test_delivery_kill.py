@@ -59,7 +59,9 @@ def test_a_killed_agent_loses_at_most_the_documented_window(
 
     counts = collections.Counter(booked)
     assert max(counts.values()) == 1  # none booked twice
-    assert set(booked) <= set(records)  # none the agent was not told about
+    # none the agent was not told about, but the one the kill caught between its commit and
+    # the log line
+    assert len(set(booked) - set(records)) <= 1
     lost = {record_id: at for record_id, at in records.items() if record_id not in counts}
     if durability == "sync":
         assert lost == {}
