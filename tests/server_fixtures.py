@@ -109,13 +109,22 @@ class ServerProcess:
     """The wallet service in a subprocess, serving a socket the test owns.
 
     Args:
-        db: The database (SQLite path or PostgreSQL URL).
+        db: The database (SQLite path or PostgreSQL URL); ``None``: the server's default.
         env: Extra environment variables for the server.
         workers: uvicorn worker processes.
+        cwd: The server's working directory.
     """
 
-    def __init__(self, db: str, *, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        db: str | None,
+        *,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        cwd: Path | None = None,
+    ) -> None:
         self.db = db
+        self.cwd = cwd
         self.sock = bound_socket()
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -137,13 +146,15 @@ class ServerProcess:
     def start(self) -> None:
         """Start the server and wait until every worker is ready."""
         fd = self.sock.fileno()
-        cmd = [sys.executable, "-m", "flexcredits_sdk.server", "serve", "--db", self.db]
+        cmd = [sys.executable, "-m", "flexcredits_sdk.server", "serve"]
+        cmd += [] if self.db is None else ["--db", self.db]
         cmd += ["--fd", str(fd), "--workers", str(self.workers), "--log-level", "DEBUG"]
         with self._changed:
             self.logs.clear()
         self.proc = subprocess.Popen(
             cmd,
             env=self._env,
+            cwd=self.cwd,
             pass_fds=(fd,),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -156,15 +156,15 @@ def test_the_wallet_commands_manage_tenants(tmp_path: Path) -> None:
     runner = CliRunner()
     created = runner.invoke(main, ["wallet", "create-tenant", "acme", "--db", db])
     assert created.exit_code == 0, created.output
-    key = created.output.strip().splitlines()[-1]
+    key = created.stdout.strip().splitlines()[-1]
     assert key.startswith(KEY_PREFIX)
     granted = runner.invoke(
         main, ["wallet", "grant", "acme", "100000", "--source", "purchase", "--db", db]
     )
     assert granted.exit_code == 0, granted.output
     assert "balance 100000" in granted.output
-    assert runner.invoke(main, ["wallet", "tenants", "--db", db]).output == "acme\n"
-    other = runner.invoke(main, ["wallet", "new-key", "acme", "--db", db]).output.strip()
+    assert runner.invoke(main, ["wallet", "tenants", "--db", db]).stdout == "acme\n"
+    other = runner.invoke(main, ["wallet", "new-key", "acme", "--db", db]).stdout.strip()
     assert other.startswith(KEY_PREFIX)
     assert other != key
     store = WalletStore(db)
@@ -172,7 +172,7 @@ def test_the_wallet_commands_manage_tenants(tmp_path: Path) -> None:
         assert store.authenticate(key) == store.authenticate(other) == store.tenant("acme")
         assert store.authenticate("fck_unknown") is None
         revoked = runner.invoke(main, ["wallet", "revoke-keys", "acme", "--db", db])
-        assert revoked.output == "revoked 2 key(s) of acme\n"
+        assert revoked.stdout == "revoked 2 key(s) of acme\n"
         assert store.authenticate(key) is None
     finally:
         store.close()

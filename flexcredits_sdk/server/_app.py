@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -14,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from .. import __version__
 from .._wire import IngestRequest
-from ._config import ServerSettings
+from ._config import ServerSettings, default_db
 from ._dashboard import render_dashboard
 from ._database import Tenant, WalletStore
 from ._plumbing import (
@@ -65,6 +66,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if store is None and settings.db == default_db():
+            Path(settings.db).parent.mkdir(parents=True, exist_ok=True)
         wallet = store or WalletStore(settings.db)
         wallet.migrate()
         deliverer = Deliverer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -13,10 +14,10 @@ from .._exceptions import ConfigurationError
 __all__ = [
     "ADMIN_KEY_VARIABLE",
     "DB_VARIABLE",
-    "DEFAULT_DB",
     "MAX_BODY_VARIABLE",
     "WEBHOOK_ALLOW_PRIVATE_VARIABLE",
     "ServerSettings",
+    "default_db",
 ]
 
 #: The database: a SQLite file path or a ``postgresql://`` URL.
@@ -34,7 +35,17 @@ WEBHOOK_ALLOW_PRIVATE_VARIABLE = "FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE"
 #: The log level of the service's JSON logs (``INFO`` by default).
 LOG_LEVEL_VARIABLE = "FLEXCREDITS_WALLET_LOG_LEVEL"
 
-DEFAULT_DB = "flexcredits-wallet.db"
+
+def default_db() -> str:
+    """Return the default database: ``wallet.db`` in the platform's data directory.
+
+    That is ``$XDG_DATA_HOME/flexcredits/wallet.db`` (``~/.local/share/flexcredits/wallet.db``)
+    on Linux, ``~/Library/Application Support/flexcredits/wallet.db`` on macOS and
+    ``%LOCALAPPDATA%\\flexcredits\\wallet.db`` on Windows, whatever the working directory.
+    """
+    import platformdirs
+
+    return str(platformdirs.user_data_path("flexcredits", appauthor=False) / "wallet.db")
 
 
 def _seconds(name: str, value: Any) -> Decimal:
@@ -63,7 +74,7 @@ class ServerSettings:
     """How a wallet service process runs.
 
     Attributes:
-        db: A SQLite file path or a ``postgresql://`` URL.
+        db: A SQLite file path or a ``postgresql://`` URL (`default_db` when not given).
         admin_key: The key admin operations need over HTTP (``None``: none are allowed).
         max_body_bytes: The largest request body accepted (413 above it), after gzip.
         webhook_interval_s: Seconds between looks for due webhook deliveries.
@@ -73,7 +84,7 @@ class ServerSettings:
         log_level: The level of the JSON logs.
     """
 
-    db: str = DEFAULT_DB
+    db: str = dataclasses.field(default_factory=default_db)
     admin_key: str | None = None
     max_body_bytes: int = 16 * 1024 * 1024
     webhook_interval_s: Decimal = Decimal(1)

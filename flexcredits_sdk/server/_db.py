@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["WRITE", "make_engine", "normalize_url"]
+__all__ = ["WRITE", "make_engine", "normalize_url", "shown", "sqlite_path"]
 
 #: Execution options of a connection that writes.
 WRITE = {"flexcredits_write": True}
@@ -37,6 +37,26 @@ def normalize_url(db: str) -> str:
     if scheme in ("sqlite", "sqlite+pysqlite"):
         return "sqlite+pysqlite://" + rest
     raise ConfigurationError("db", db, "must be a SQLite file path or a postgresql:// URL")
+
+
+def sqlite_path(db: str) -> Path | None:
+    """Return the file of a SQLite database `db`, or ``None`` (PostgreSQL, or in memory).
+
+    Raises:
+        ConfigurationError: `db` is not a usable database name (see `normalize_url`).
+    """
+    url = sa.make_url(normalize_url(db))
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def shown(db: str) -> str:
+    """Return `db` as it may be shown to a person: a file's full path, a URL without password."""
+    path = sqlite_path(db)
+    if path is not None:
+        return str(path)
+    return sa.make_url(db).render_as_string(hide_password=True)
 
 
 def _sqlite_events(engine: sa.Engine) -> None:
