@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, overload
 
 from ._action import ActionScope
-from ._meter import Meter
+from ._meter import Meter, default_meter
 from ._pricing import RateCard
 from ._telemetry import SpanMode
-from .wallets._env import env_wallet
+from .wallets._env import allow_network
 from .wallets._protocol import Sink
 
 __all__ = ["action", "configure", "flush", "get_meter", "metered_action", "shutdown"]
@@ -21,11 +21,13 @@ __all__ = ["action", "configure", "flush", "get_meter", "metered_action", "shutd
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Whether the default meter may build a network wallet from ``FLEXCREDITS_URL``; the pytest
-#: plugin turns this off so that a test suite never reaches the network unless a test asks.
+#: Whether a meter may build a network wallet from ``FLEXCREDITS_URL``; the pytest plugin
+#: turns this off so that a test suite never reaches the network unless a test asks.
 _ENV_WALLET_ALLOWED = True
 
-_DEFAULT = Meter(wallet=env_wallet(lambda: _ENV_WALLET_ALLOWED))
+allow_network(lambda: _ENV_WALLET_ALLOWED)
+#: Never fails at import: a bad ``FLEXCREDITS_ENVIRONMENT`` is raised at first use.
+_DEFAULT = default_meter()
 
 
 def get_meter() -> Meter:
@@ -46,7 +48,8 @@ def configure(
     """Configure the global default meter in place (see `Meter.configure`).
 
     Until configured it prices with `RateCard.agentforce()` in ``production`` (or
-    ``FLEXCREDITS_ENVIRONMENT``) and books in an in-memory `OfflineWallet`.
+    ``FLEXCREDITS_ENVIRONMENT``) and books in an `HttpWallet` when ``FLEXCREDITS_URL`` is set,
+    else in an in-memory `OfflineWallet`.
 
     Returns:
         The default meter.

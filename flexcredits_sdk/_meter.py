@@ -12,7 +12,9 @@ sink and tells the observers. Pricing is looked up once per decorated function (
 
 from __future__ import annotations
 
+import atexit
 import functools
+import inspect
 import logging
 import os
 import threading
@@ -24,8 +26,8 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from ._action import Action, ActionScope, Spec
 from ._context import CURRENT
-from ._environment import ENVIRONMENT_VARIABLE
-from ._exceptions import ActionRefused, ConfigurationError
+from ._environment import ENVIRONMENT_VARIABLE, URL_VARIABLE
+from ._exceptions import ActionRefused, ConfigurationError, UnknownEnvironment
 from ._observer import Observer
 from ._pricing import RateCard
 from ._process import METERS, LockedAcrossFork, at_fork
@@ -35,7 +37,7 @@ from ._validate import MAX_TAGS, check_name, check_tags, check_units
 from ._wrap import async_generator_wrapper, generator_wrapper, kind_of
 from .wallets._protocol import Sink, check_sink
 
-__all__ = ["Meter", "MeterStats", "add_meter_hook"]
+__all__ = ["Meter", "MeterStats", "add_meter_hook", "default_meter"]
 
 logger = logging.getLogger("flexcredits_sdk")
 
@@ -322,9 +324,14 @@ class Meter(_Engine):
     ) -> None:
         super().__init__()
         self._specs: weakref.WeakSet[Spec] = weakref.WeakSet()
+        #: An error of the environment variables, raised at first use (see `default_meter`).
+        self._deferred: ConfigurationError | None = None
+        self._memory_wallet: Sink | None = None  # the in-memory wallet made for want of one
+        if environment is None:
+            environment = _environment_variable(rate_card or RateCard.agentforce())
         self._apply(
             rate_card=rate_card or RateCard.agentforce(),
-            environment=environment or os.environ.get(ENVIRONMENT_VARIABLE) or "production",
+            environment=environment,
             wallet=wallet,
             tags=tags or {},
             clock=clock or time.time_ns,
@@ -378,9 +385,7 @@ class Meter(_Engine):
             raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
         rate_card.check_environment(environment)
         if wallet is None:
-            from .wallets._offline import OfflineWallet
-
-            wallet = OfflineWallet(rate_card=rate_card)
+            wallet = self._default_wallet(rate_card)
         check_sink(wallet)
         checked_tags = check_tags(tags)
         if not callable(clock):
@@ -428,6 +433,14 @@ class Meter(_Engine):
             UnknownActionType: The new rate card does not price a decorated function's type.
             UnknownEnvironment: The new rate card does not price the environment.
         """
+        deferred = self._deferred
+        if (
+            deferred is not None
+            and environment is None
+            and isinstance(rate_card, RateCard)
+            and deferred.value in rate_card.environments
+        ):
+            environment = deferred.value  # the variable's environment, priced by this card
         self._apply(
             rate_card=rate_card or self.rate_card,
             environment=environment or self.environment,
@@ -437,7 +450,25 @@ class Meter(_Engine):
             spans=spans or self.spans,
             metric_tags=self.metric_tags if metric_tags is None else metric_tags,
         )
+        if environment is not None:
+            self._deferred = None
         return self
+
+    def _default_wallet(self, rate_card: RateCard) -> Sink:
+        """Return the wallet of a meter made without one: the wallet service of
+        ``FLEXCREDITS_URL`` if set, else an in-memory `OfflineWallet` that says so at the first
+        action and, at exit, how many records it kept only in memory."""
+        from .wallets._env import env_wallet
+
+        wallet: Sink | None = env_wallet()
+        if wallet is not None:
+            return wallet
+        from .wallets._offline import OfflineWallet
+
+        self._memory_wallet = memory = OfflineWallet(rate_card=rate_card)
+        self.add_observer(_MemoryNotice(self))
+        atexit.register(_memory_at_exit, weakref.ref(self))
+        return memory
 
     def stats(self) -> MeterStats:
         """Return what this meter and its wallet have done."""
@@ -463,6 +494,9 @@ class Meter(_Engine):
     # --- declaring actions --------------------------------------------------------------------
 
     def _spec(self, name: Any, action_type: Any, units: Any, tags: Any) -> Spec:
+        deferred = self._deferred
+        if deferred is not None:
+            raise type(deferred)(deferred.field, deferred.value, deferred.reason)
         check_name(name, "name")
         if not isinstance(action_type, str) or not action_type:
             raise ConfigurationError("action_type", action_type, "must be a non-empty string")
@@ -524,8 +558,7 @@ class Meter(_Engine):
             rewrap: Any = None
             if isinstance(f, classmethod | staticmethod):
                 rewrap, target = type(f), f.__func__
-            if not callable(target):
-                raise ConfigurationError("func", f, "must be callable")
+            check_decoratable(target, f)
             action_name = name if name is not None else getattr(target, "__qualname__", None)
             spec = self._spec(action_name, action_type, units, tags)
             wrapped = self._decorate(target, spec)
@@ -555,3 +588,122 @@ class Meter(_Engine):
 
 def _no_end(_: BaseException | None) -> None:
     return None
+
+
+#: Attributes by which the tool objects of agent frameworks (langchain, crewai, llama-index,
+#: smolagents, ...) are known: each wraps a function and calls it from one of them.
+_TOOL_ATTRIBUTES = ("func", "coroutine", "invoke", "ainvoke", "run", "arun", "fn", "forward")
+
+
+def check_decoratable(target: Any, given: Any) -> None:
+    """Refuse what `metered_action` cannot wrap without changing it: anything but a function
+    or a method (a class, a tool object of an agent framework, another callable object).
+
+    Raises:
+        ConfigurationError: `target` is not a function or method; the message says what to do.
+    """
+    if inspect.isroutine(target) or isinstance(target, functools.partial):
+        return
+    if isinstance(target, type):
+        raise ConfigurationError(
+            "func",
+            given,
+            "is a class, and metered_action decorates functions and methods only (it would "
+            "turn the class into a function): decorate the methods whose calls are actions",
+        )
+    if not callable(target):
+        raise ConfigurationError("func", given, "must be a function or a method")
+    if any(hasattr(target, name) for name in _TOOL_ATTRIBUTES):
+        raise ConfigurationError(
+            "func",
+            given,
+            f"is a {type(target).__qualname__} object, not a function (a tool of an agent "
+            "framework?): decorate the function under the framework's tool decorator, with "
+            "@metered_action placed below @tool",
+        )
+    raise ConfigurationError(
+        "func",
+        given,
+        f"is a callable {type(target).__qualname__} object, not a function: decorate its "
+        "class's __call__ method, or a function that calls it",
+    )
+
+
+def _environment_variable(rate_card: Any) -> str:
+    """Return the environment named by ``FLEXCREDITS_ENVIRONMENT``, else ``"production"``.
+
+    Raises:
+        UnknownEnvironment: The rate card does not price it (the error names the variable).
+    """
+    value = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not value:
+        return "production"
+    if isinstance(rate_card, RateCard) and value not in rate_card.environments:
+        raise UnknownEnvironment(
+            ENVIRONMENT_VARIABLE,
+            value,
+            f"the environment variable names an environment that rate card "
+            f"{rate_card.name!r} does not price; it prices {sorted(rate_card.environments)}: "
+            f"set {ENVIRONMENT_VARIABLE} to one of them, or pass environment=",
+        )
+    return value
+
+
+def default_meter() -> Meter:
+    """Return a meter configured from the environment variables, without raising: an error in
+    one (a ``FLEXCREDITS_ENVIRONMENT`` the rate card does not price) is raised at first use,
+    when an action is declared, unless `Meter.configure` settles it first."""
+    try:
+        return Meter()
+    except ConfigurationError as exc:
+        meter = Meter(environment="production")
+        meter._deferred = exc
+        return meter
+
+
+class _MemoryNotice:
+    """Says once, at a meter's first action, that its records are kept in memory only."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._meter = weakref.ref(meter)
+        self._said = False
+
+    def on_start(self, action: Action) -> None:
+        return None
+
+    def on_end(self, action: Action, exc: BaseException | None, credits: Any) -> None:
+        return None
+
+    def on_record(self, record: UsageRecord) -> None:
+        meter = self._meter()
+        if meter is None or self._said:
+            return
+        self._said = True
+        meter.remove_observer(self)
+        if meter.wallet is meter._memory_wallet:
+            logger.warning(
+                "flexcredits: no wallet is configured, so records are kept in memory only, in "
+                "an OfflineWallet, and lost at exit; pass wallet= to fc.configure() or "
+                "fc.Meter(), or set %s to deliver them to a wallet service",
+                URL_VARIABLE,
+            )
+
+
+def _memory_at_exit(meter_ref: weakref.ref[Meter]) -> None:
+    """At exit: say how many records a meter kept only in memory (they are lost now)."""
+    meter = meter_ref()
+    wallet: Any = meter._memory_wallet if meter is not None else None
+    if wallet is None:
+        return
+    try:
+        rows = wallet.usage()
+    except Exception:  # pragma: no cover - never fail interpreter exit
+        return
+    if rows and rows[0].records:
+        logger.warning(
+            "flexcredits: %d records (%s credits) were kept only in memory and are lost at "
+            "exit; configure a wallet (a file: OfflineWallet(path=...), or a wallet service) "
+            "to keep them",
+            rows[0].records,
+            rows[0].credits,
+        )
