@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from server_fixtures import ServerProcess
+from server_fixtures import ADMIN_KEY, ServerProcess, pg_cluster, server
 
 from flexcredits_sdk.server._config import DB_VARIABLE
+
+__all__ = ["pg_cluster", "server"]
 
 
 @pytest.fixture
@@ -135,3 +137,32 @@ def test_an_unknown_kind_of_database_is_one_clear_line(
     assert result.stderr.strip().splitlines() == [
         f"Error: ${DB_VARIABLE} 'mysql://x/y': must be a SQLite file path or a postgresql:// URL"
     ]
+
+
+# --- item 15: a JSON float is never an amount of credits --------------------------------------
+
+
+FLOATS = [
+    ("/v1/budgets", {"credits": 5000.5}, "credits", "5000.5"),
+    ("/v1/budgets", {"credits": 5000.0}, "credits", "5000.0"),
+    ("/v1/watches", {"credits": 1e3}, "credits", "1000.0"),
+    ("/v1/watches", {"percent": 20.5}, "percent", "20.5"),
+    ("/v1/watches", {"percent": 20.0}, "percent", "20.0"),
+    ("/v1/grants?tenant={tenant}", {"credits": 100.0}, "credits", "100.0"),
+]
+
+
+def test_json_floats_are_refused_in_every_amount(server: ServerProcess) -> None:
+    tenant = f"floats-{len(server.logs)}-{os.getpid()}"
+    key = server.tenant(tenant)
+    with server.client(key) as client, server.client(ADMIN_KEY) as admin:
+        for path, body, field, shown in FLOATS:
+            caller = admin if path.startswith("/v1/grants") else client
+            response = caller.post(path.format(tenant=tenant), json=body)
+            assert response.status_code == 422, (path, body, response.text)
+            message = response.json()["error"]["message"]
+            assert f"{field}={shown}: floats are not exact" in message, message
+        # Nothing was set: no budget, no watch (the next watch is the first), no grant.
+        assert client.get("/v1/budgets").json() == {"budgets": []}
+        assert client.get("/v1/grants").json() == {"grants": []}
+        assert client.post("/v1/watches", json={"percent": "20.5"}).json() == {"id": "watch-1"}

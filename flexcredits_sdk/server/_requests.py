@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from .._models import Alert, BudgetInfo, Credits
+from .._pricing import to_exact
 
 __all__ = [
     "AlertsResponse",
@@ -22,6 +23,12 @@ __all__ = [
 ]
 
 TagText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: A percentage, exact like credits: a JSON float is refused, a decimal string is not.
+Percent = Annotated[
+    Decimal,
+    BeforeValidator(lambda v: to_exact(v, "percent")),
+    Field(gt=0, le=100, decimal_places=9),
+]
 
 
 class _Model(BaseModel):
@@ -56,11 +63,12 @@ class BudgetsResponse(_Model):
 class WatchRequest(_Model):
     """``POST /v1/watches``: alert when the balance falls below a threshold.
 
-    Exactly one of `credits` and `percent` (of the credits of unexpired grants).
+    Exactly one of `credits` and `percent` (of the credits of unexpired grants), each an int or
+    a decimal string: a JSON float is refused, as in records.
     """
 
     credits: Credits | None = None
-    percent: Annotated[Decimal, Field(gt=0, le=100, decimal_places=9)] | None = None
+    percent: Percent | None = None
 
 
 class WatchResponse(_Model):
