@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ._exceptions import ConfigurationError, RateCardError, UnknownActionType, UnknownEnvironment
+from ._validate import not_a_number
 
 __all__ = ["Credits", "Money", "RateCard", "to_exact"]
 
@@ -70,7 +71,7 @@ def to_exact(value: Any, field: str = "value") -> int | Decimal:
 def _credits(value: Any) -> int | Decimal:
     """Return `value` if it is a number of credits: an int (not a bool) or a finite Decimal."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise RateCardError("credits", value, "must be an int or a Decimal")
+        raise RateCardError("credits", value, not_a_number(value))
     if isinstance(value, Decimal) and not value.is_finite():
         raise RateCardError("credits", value, "must be finite")
     return value

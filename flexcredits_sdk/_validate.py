@@ -25,6 +25,7 @@ __all__ = [
     "check_tags",
     "check_text",
     "check_units",
+    "not_a_number",
 ]
 
 #: The longest record id, in characters.
@@ -124,14 +125,29 @@ def check_units(value: Any, field: str = "units") -> int:
     return value
 
 
+def not_a_number(value: Any) -> str:
+    """Say why `value` is not a number of credits (an int or a `decimal.Decimal`)."""
+    if isinstance(value, bool):
+        return "must be a number, not a boolean"
+    if isinstance(value, float):
+        return "is a float, and floats are not exact: pass an int or a decimal.Decimal"
+    if isinstance(value, str):
+        try:
+            Decimal(value.strip())
+        except ArithmeticError:
+            return "is not a decimal number: pass an int or a decimal.Decimal"
+        return f"is text: pass an int or a decimal.Decimal, e.g. Decimal({value.strip()!r})"
+    if value is None:
+        return "is missing: pass an int or a decimal.Decimal"
+    return f"is a {type(value).__name__}: pass an int or a decimal.Decimal"
+
+
 def check_credits(
     value: Any, field: str = "credits", *, allow_zero: bool = True, allow_negative: bool = False
 ) -> int | Decimal:
     """Return `value` if it is a non-negative int or finite Decimal (never a float)."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise ConfigurationError(
-            field, value, "must be an int or a decimal.Decimal (floats are not exact)"
-        )
+        raise ConfigurationError(field, value, not_a_number(value))
     if isinstance(value, Decimal) and not value.is_finite():
         raise ConfigurationError(field, value, "must be finite")
     if allow_negative:

@@ -227,3 +227,17 @@ def test_credits_with_too_many_decimal_places(credits: str | Decimal) -> None:
     assert info.value.field == "credits"
     assert "at most 30 decimal places" in str(info.value)
     assert str(Decimal(credits)) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("credits", "reason"),
+    [
+        ("100", "is text: pass an int or a decimal.Decimal, e.g. Decimal('100')"),
+        ("lots", "is not a decimal number: pass an int or a decimal.Decimal"),
+        (1.5, "is a float, and floats are not exact: pass an int or a decimal.Decimal"),
+    ],
+)
+def test_credits_say_what_is_wrong_with_the_value(credits: Any, reason: str) -> None:
+    with pytest.raises(fc.ConfigurationError) as info:
+        fc.OfflineWallet().grant(credits)
+    assert str(info.value) == f"credits={credits!r}: {reason}"

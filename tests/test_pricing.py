@@ -268,10 +268,12 @@ def test_zero_is_a_price() -> None:
 @pytest.mark.parametrize(
     ("credits", "reason"),
     [
-        (None, "must be an int or a Decimal"),
-        (True, "must be an int or a Decimal"),
-        (0.5, "must be an int or a Decimal"),
-        ("20", "must be an int or a Decimal"),
+        (None, "is missing: pass an int or a decimal.Decimal"),
+        (True, "must be a number, not a boolean"),
+        (0.5, "is a float, and floats are not exact: pass an int or a decimal.Decimal"),
+        ("20", "is text: pass an int or a decimal.Decimal, e.g. Decimal('20')"),
+        ("twenty", "is not a decimal number: pass an int or a decimal.Decimal"),
+        ([20], "is a list: pass an int or a decimal.Decimal"),
         (Decimal("-Infinity"), "must be finite"),
     ],
 )
