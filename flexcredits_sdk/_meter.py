@@ -29,7 +29,7 @@ from ._context import CURRENT
 from ._environment import ENVIRONMENT_VARIABLE, URL_VARIABLE
 from ._exceptions import ActionRefused, ConfigurationError, UnknownEnvironment
 from ._observer import Observer
-from ._pricing import RateCard
+from ._pricing import RateCard, warn_if_unlisted
 from ._process import METERS, LockedAcrossFork, at_fork
 from ._records import UsageRecord
 from ._telemetry import SpanMode, check_metric_tags, check_spans
@@ -396,6 +396,8 @@ class Meter(_Engine):
             (spec, rate_card.price(spec.action_type, environment, action=spec.name))
             for spec in specs
         ]
+        for spec in specs:
+            warn_if_unlisted(rate_card, spec.name, spec.action_type)
         with self._lock:
             self.rate_card = rate_card
             self.environment = environment
@@ -504,9 +506,11 @@ class Meter(_Engine):
         if len(self._tags.keys() | spec.tags.keys()) > MAX_TAGS:
             check_tags(spec.tags, base=self._tags)
         with self._lock:
-            price = self.rate_card.price(action_type, self.environment, action=name)
+            rate_card = self.rate_card
+            price = rate_card.price(action_type, self.environment, action=name)
             spec.settle(price, self._tags, self._version)
             self._specs.add(spec)
+        warn_if_unlisted(rate_card, name, action_type)
         return spec
 
     @overload

@@ -6,8 +6,11 @@ wherever a price is read, because a float cannot hold 0.005 exactly.
 
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 import math
+import threading
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -18,7 +21,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ._exceptions import ConfigurationError, RateCardError, UnknownActionType, UnknownEnvironment
 from ._validate import not_a_number
 
-__all__ = ["Credits", "Money", "RateCard", "to_exact"]
+__all__ = ["Credits", "Money", "RateCard", "to_exact", "warn_if_unlisted"]
+
+logger = logging.getLogger("flexcredits_sdk")
+
+#: (rate card, action name) pairs already warned about, so each is said once.
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_MAX = 10_000
+_WARNED_LOCK = threading.Lock()
 
 
 #: Credits and money are below 10**_MAX_DIGITS in magnitude and have at most _MAX_DIGITS decimal
@@ -127,6 +137,7 @@ class RateCard(BaseModel):
     pack_price: Money = Decimal(500)
     credit_price: Money | None = None
     bill_failed: bool = True
+    strict: Annotated[bool, Field(strict=True)] = False
     action_types: dict[Annotated[str, Field(min_length=1)], EnvironmentPrices]
     actions: dict[Annotated[str, Field(min_length=1)], EnvironmentPrices] = Field(
         default_factory=dict
@@ -139,6 +150,12 @@ class RateCard(BaseModel):
             raise _rate_card_error(exc, data) from None
         if not self.action_types:
             raise RateCardError("action_types", self.action_types, "must price at least one type")
+        if self.strict and not self.actions:
+            raise RateCardError(
+                "strict",
+                True,
+                "a strict card prices only the actions it lists: list them in actions",
+            )
 
     # --- presets --------------------------------------------------------------------------------
 
@@ -196,6 +213,10 @@ class RateCard(BaseModel):
             UnknownEnvironment: The card does not price the type in that environment.
         """
         prices = self.actions.get(action) if action is not None else None
+        if prices is None and self.strict and action is not None:
+            raise UnknownActionType(
+                "action", action, f"{self._unlisted(action)}, and the card is strict"
+            )
         if prices is None:
             prices = self.action_types.get(action_type)
             if prices is None:
@@ -212,6 +233,12 @@ class RateCard(BaseModel):
                 environment,
                 f"rate card {self.name!r} prices {action_type!r} in {sorted(prices)}",
             ) from None
+
+    def _unlisted(self, action: str) -> str:
+        """Say that `action` is not among the card's `actions`, with the closest names."""
+        close = difflib.get_close_matches(action, list(self.actions), n=3)
+        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+        return f"rate card {self.name!r} does not list this action in its actions{hint}"
 
     def usd(self, credits: int | Decimal) -> Decimal:
         """Return what `credits` cost in USD.
@@ -314,6 +341,8 @@ class RateCard(BaseModel):
             "pack_price": str(self.pack_price),
             "bill_failed": self.bill_failed,
         }
+        if self.strict:
+            data["strict"] = True
         if self.credit_price is not None:
             data["credit_price"] = str(self.credit_price)
         data["action_types"] = {
@@ -326,6 +355,25 @@ class RateCard(BaseModel):
                 for a, prices in self.actions.items()
             }
         return data
+
+
+def warn_if_unlisted(card: RateCard, action: str, action_type: str) -> None:
+    """Warn once per card and name when a card prices action names but not `action`, which is
+    then priced by its type: a typo in a name must not pass for a cheaper action."""
+    if not card.actions or action in card.actions:
+        return
+    key = (card.name, action)
+    with _WARNED_LOCK:
+        if key in _WARNED or len(_WARNED) >= _WARNED_MAX:
+            return
+        _WARNED.add(key)
+    logger.warning(
+        "flexcredits: action %r: %s, so it is priced by its type %r; name it as the card does, "
+        "add it to the card, or make the card strict=True to refuse unlisted names",
+        action,
+        card._unlisted(action),
+        action_type,
+    )
 
 
 def _toml_value(value: Any) -> str:

@@ -507,3 +507,62 @@ def test_text_that_is_not_an_object() -> None:
         fc.RateCard.loads("[1, 2]")
     assert (info.value.field, info.value.value) == ("rate_card", [1, 2])
     assert str(info.value) == "rate_card=[1, 2]: must be a JSON object or TOML table"
+
+
+def _card_with_names(**options: object) -> fc.RateCard:
+    return fc.RateCard(
+        name="team",
+        action_types={"standard": {"production": 20}},
+        actions={"search_knowledge": {"production": 2}},
+        **options,
+    )
+
+
+def test_an_unlisted_action_name_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    meter = fc.Meter(rate_card=_card_with_names(), wallet=fc.OfflineWallet())
+    with caplog.at_level("WARNING", logger="flexcredits_sdk"):
+        for _ in range(3):
+            meter.action("search_knowlege")  # the typo
+        meter.action("search_knowledge")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said
+    assert "'search_knowlege'" in said[0]
+    assert "did you mean 'search_knowledge'?" in said[0]
+    assert "priced by its type 'standard'" in said[0]
+
+
+def test_a_card_without_action_names_never_warns(caplog: pytest.LogCaptureFixture) -> None:
+    meter = fc.Meter(wallet=fc.OfflineWallet())
+    with caplog.at_level("WARNING", logger="flexcredits_sdk"):
+        meter.action("anything_at_all")
+    assert caplog.records == []
+
+
+def test_a_strict_card_refuses_unlisted_names_at_decoration(tmp_path: Path) -> None:
+    card = _card_with_names(strict=True)
+    meter = fc.Meter(rate_card=card, wallet=fc.OfflineWallet())
+    with pytest.raises(fc.UnknownActionType) as info:
+
+        @meter.metered_action(name="search_knowlege")
+        def search() -> None: ...
+
+    assert (info.value.field, info.value.value) == ("action", "search_knowlege")
+    assert "did you mean 'search_knowledge'?" in str(info.value)
+    assert "strict" in str(info.value)
+    assert meter.action("search_knowledge") is not None
+    for suffix in (".json", ".toml"):
+        card.dump(tmp_path / f"card{suffix}")
+        assert fc.RateCard.load(tmp_path / f"card{suffix}").strict is True
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"strict": "yes", "actions": {"a": {"production": 1}}}, "strict"),
+        ({"strict": True}, "strict"),  # nothing listed: nothing could be priced
+    ],
+)
+def test_strict_is_validated(options: dict[str, object], field: str) -> None:
+    with pytest.raises(fc.RateCardError) as info:
+        fc.RateCard(action_types={"standard": {"production": 20}}, **options)
+    assert info.value.field == field
