@@ -6,13 +6,24 @@ subprocess, with an extra made unimportable where a test says so.
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import os
 import subprocess
 import sys
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+import flexcredits_sdk as fc
+from flexcredits_sdk import planning
+from flexcredits_sdk.cli import main
+from flexcredits_sdk.testing import FakeClock
+
+ConfigurationError = fc.ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 HISTORY = str(ROOT / "examples" / "history.jsonl")
@@ -156,3 +167,261 @@ def test_debug_shows_the_cause_of_a_one_line_error(tmp_path: Path) -> None:
     assert run.returncode != 0
     assert "Traceback" in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+# --- model and rate-card files name the file, the line and the field's path -----------------
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+BAD_TOML = 'kind = "credits"\nname = "mine"\n[rate_card\npack_credits = 100000\n'
+
+
+def test_a_model_file_that_does_not_parse_names_the_file_and_line(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text(BAD_TOML)
+    result = runner.invoke(main, ["simulate", HISTORY, "-m", str(path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: model='{path}': is not valid TOML: Expected ']' at the end of a table "
+        f"declaration ({path}, line 3, column 11)\n"
+    )
+
+
+def test_a_missing_field_names_its_path_not_the_whole_input(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text('kind = "credits"\nname = "mine"\n')
+    result = runner.invoke(main, ["simulate", HISTORY, "-m", str(path)])
+    assert result.output == f"Error: rate_card: is required ({path})\n"
+    path.write_text(
+        'kind = "credits"\nname = "mine"\n[rate_card]\naction_types = { standard = '
+        '{ production = 20 } }\n[[allotments]]\nname = "seat"\nprice = "30"\n'
+    )
+    result = runner.invoke(main, ["simulate", HISTORY, "-m", str(path)])
+    assert result.output == f"Error: allotments.0.credits: is required ({path})\n"
+    with pytest.raises(ConfigurationError) as info:
+        planning.loads_model('{"kind": "per_ticket", "name": "x"}')
+    assert str(info.value) == "price: is required"
+    with pytest.raises(ConfigurationError) as info:
+        planning.loads_model('{"name": "x"}')
+    assert str(info.value) == "kind: is required"
+
+
+def test_a_rate_card_file_names_the_file_and_line(runner: CliRunner, tmp_path: Path) -> None:
+    wallet = tmp_path / "wallet.db"
+    fc.OfflineWallet(path=wallet).shutdown()
+    card = tmp_path / "card.toml"
+    card.write_text("pack_credits = \n")
+    result = runner.invoke(
+        main, ["wallet", "balance", "--file", str(wallet), "--rate-card", str(card)]
+    )
+    assert result.output == (
+        f"Error: rate_card='{card}': is not valid TOML: Invalid value ({card}, line 1, column 16)\n"
+    )
+    card.write_text("pack_credits = 1000\n")
+    result = runner.invoke(
+        main, ["wallet", "balance", "--file", str(wallet), "--rate-card", str(card)]
+    )
+    assert result.output == f"Error: action_types: is required ({card})\n"
+
+
+# --- messages a person reads carry no library wording and no Python reprs --------------------
+
+
+def test_model_errors_have_no_pydantic_prefix(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(
+        json.dumps(
+            {
+                "kind": "credits",
+                "name": "tiered",
+                "rate_card": {"action_types": {"standard": {"production": 20}}},
+                "tiers": [{"up_to": 10, "price": "0.01"}],
+            }
+        )
+    )
+    result = runner.invoke(main, ["simulate", HISTORY, "-m", str(path)])
+    assert "Value error" not in result.output
+    assert result.output == (
+        f"Error: tiers.0.up_to=10: must be absent: the last tier has no bound ({path})\n"
+    )
+    path.write_text(json.dumps({"kind": "per_minute", "name": "x", "price": "1"}))
+    result = runner.invoke(main, ["simulate", HISTORY, "-m", str(path)])
+    assert result.output.startswith("Error: kind='per_minute': must be one of 'credits', ")
+
+
+def test_dates_read_as_dates(runner: CliRunner, tmp_path: Path) -> None:
+    daily = _daily_file(tmp_path, 20)
+    result = runner.invoke(main, ["forecast", str(daily), "--until", "2020-01-01"])
+    assert result.exit_code == 1
+    assert "datetime.date(" not in result.output
+    assert result.output == "Error: until='2020-01-01': must be a date on or after 2026-01-21\n"
+    with pytest.raises(ConfigurationError) as info:
+        planning.forecast({_dt.datetime(2026, 1, 1): 5})
+    assert str(info.value) == "daily='2026-01-01 00:00:00': keys must be datetime.date values"
+    with pytest.raises(ConfigurationError) as info:
+        planning.simulate(Path(HISTORY), ["agentforce"], idle=_dt.timedelta(0))
+    assert str(info.value) == "idle='0:00:00': must be a positive timedelta"
+
+
+def _daily_file(tmp_path: Path, days: int) -> Path:
+    path = tmp_path / "daily.csv"
+    start = _dt.date(2026, 1, 1)
+    lines = ["date,credits"] + [f"{start + _dt.timedelta(days=i)},{100 + i}" for i in range(days)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --- a history's format comes from its content; an empty one is refused ----------------------
+
+
+def test_a_csv_history_with_another_suffix_is_read_as_csv(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "history.txt"
+    path.write_bytes((ROOT / "examples" / "history.csv").read_bytes())
+    result = runner.invoke(main, ["simulate", str(path), "-m", "agentforce"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("201 rows, 40 conversations")
+    jsonl = tmp_path / "history.log"
+    jsonl.write_bytes((ROOT / "examples" / "history.jsonl").read_bytes())
+    assert planning.detect_format(jsonl) == "jsonl"
+
+
+def test_a_history_of_unknown_format_is_refused_unless_format_is_given(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    result = runner.invoke(main, ["simulate", str(path)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: history='{path}': cannot tell the format: the suffix .txt is not .csv or .jsonl "
+        "and its first line is neither a JSON object nor a header; pass --format (jsonl, csv or "
+        "records)\n"
+    )
+    result = runner.invoke(main, ["simulate", str(path), "--format", "jsonl"])
+    assert result.exit_code == 1
+    assert "is not JSON" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("empty.jsonl", ""), ("header.csv", "action,timestamp\n")]
+)
+def test_a_history_without_rows_is_an_error(
+    runner: CliRunner, tmp_path: Path, name: str, text: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    for command in ("simulate", "forecast"):
+        result = runner.invoke(main, [command, str(path)])
+        assert result.exit_code == 1, result.output
+        assert result.output == (
+            f"Error: {path}: no rows to read (the file is empty or only a header)\n"
+        )
+
+
+def test_skip_bad_rows_is_suggested_only_when_not_given(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"action": "a", "timestamp": "yesterday"}\n')
+    result = runner.invoke(main, ["simulate", str(path)])
+    assert result.output.endswith("; pass --skip-bad-rows to skip such rows\n")
+    result = runner.invoke(main, ["simulate", str(path), "--skip-bad-rows"])
+    assert result.exit_code == 1
+    assert "--skip-bad-rows" not in result.output
+    assert result.output == f"Error: {path}: none of its rows could be read (1 bad rows skipped)\n"
+    bad_header = tmp_path / "bad.csv"
+    bad_header.write_text("when,what\n2026-01-01,a\n")
+    result = runner.invoke(main, ["simulate", str(bad_header)])
+    assert result.exit_code == 1
+    assert "--skip-bad-rows" not in result.output
+    result = runner.invoke(main, ["forecast", str(path)])
+    assert result.output.endswith("; pass --skip-bad-rows to skip such rows\n")
+
+
+# --- values that make no sense are refused -------------------------------------------------
+
+
+def test_a_negative_balance_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    daily = _daily_file(tmp_path, 20)
+    result = runner.invoke(main, ["forecast", str(daily), "--balance", "-5"])
+    assert result.exit_code == 2
+    assert "--balance" in result.output
+    assert "-5" in result.output
+    with pytest.raises(ConfigurationError, match=r"balance='-5': must not be negative"):
+        planning.forecast(planning.read_daily(daily), balance=-5)
+
+
+def test_a_window_that_ends_before_it_starts_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    wallet = tmp_path / "wallet.db"
+    fc.OfflineWallet(path=wallet).shutdown()
+    for command in ("usage", "records", "export"):
+        result = runner.invoke(
+            main,
+            [
+                "wallet",
+                command,
+                "--file",
+                str(wallet),
+                "--since",
+                "2026-12-01",
+                "--until",
+                "2026-11-01",
+            ],
+        )
+        assert result.exit_code == 2, result.output
+        assert "--until" in result.output
+        assert "2026-11-01T00:00:00 is not after --since 2026-12-01T00:00:00" in result.output
+
+
+# --- money to the cent, credits exactly ------------------------------------------------------
+
+
+def test_wallet_tables_show_money_to_the_cent_and_credits_exactly(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "wallet.db"
+    clock = FakeClock(_dt.datetime(2026, 11, 2, 9, tzinfo=_dt.UTC))
+    wallet = fc.OfflineWallet(path=path, clock=clock)
+    wallet.buy_packs(1)
+    card = fc.RateCard(action_types={"standard": {"production": Decimal("2.5")}})
+    meter = fc.Meter(wallet=wallet, clock=clock, rate_card=card)
+    for _ in range(3):
+        with fc.tags(team="a"), meter.action("answer"):
+            clock.advance(60)
+    wallet.shutdown()
+    balance = runner.invoke(main, ["wallet", "balance", "--file", str(path)])
+    assert balance.output.splitlines()[1].split() == [
+        "99,992.5",
+        "100,000",
+        "7.5",
+        "0",
+        "0",
+        "0",
+        "$499.96",
+    ]
+    usage = runner.invoke(main, ["wallet", "usage", "--file", str(path), "-g", "team"])
+    assert usage.output.splitlines()[1].split() == ["a", "3", "3", "7.5", "$0.04"]
+    records = runner.invoke(main, ["wallet", "records", "--file", str(path)])
+    assert records.output.splitlines()[1].split()[2:4] == ["1", "2.5"]
+    assert all(line == line.rstrip() for line in balance.output.splitlines())
+
+
+def test_the_simulation_report_rounds_money_halves_up(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text(
+        json.dumps({"conversation_id": "c", "action": "a", "timestamp": "2026-01-05T10:00:00Z"})
+        + "\n"
+    )
+    model = tmp_path / "half-cent.json"
+    model.write_text(json.dumps({"kind": "per_conversation", "name": "half", "price": "0.125"}))
+    result = runner.invoke(main, ["simulate", str(path), "-m", str(model)])
+    assert result.exit_code == 0, result.output
+    assert "Cheapest at this volume: half ($0.13)" in result.output

@@ -157,7 +157,7 @@ def test_volume_tiers_are_graduated() -> None:
                 Tier(up_to=5, price=Decimal(1)),
                 Tier(price=Decimal(1)),
             ),
-            "must increase",
+            "must be above",
         ),
     ],
 )

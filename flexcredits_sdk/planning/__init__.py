@@ -9,7 +9,7 @@ from JSON or TOML files or built from `PRESETS`.
 from .._exceptions import HistoryError, UnpricedAction
 from ._daily import daily_from_history, daily_from_wallet, read_daily
 from ._forecast import Backtest, Forecast, ForecastDay, backtest, forecast
-from ._history import COLUMNS, HistoryRow, read_history, rows_from_records
+from ._history import COLUMNS, HistoryRow, detect_format, read_history, rows_from_records
 from ._plans import (
     Allotment,
     CreditPlan,
@@ -55,6 +55,7 @@ __all__ = [
     "chart_svg",
     "daily_from_history",
     "daily_from_wallet",
+    "detect_format",
     "dump_model",
     "forecast",
     "load_model",

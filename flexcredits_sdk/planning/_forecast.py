@@ -104,19 +104,22 @@ def _series(
     totals: dict[_dt.date, Decimal] = {}
     for day, credits in items:
         if not isinstance(day, _dt.date) or isinstance(day, _dt.datetime):
-            raise ConfigurationError("daily", day, "keys must be datetime.date values")
+            shown = str(day) if isinstance(day, _dt.date) else day
+            raise ConfigurationError("daily", shown, "keys must be datetime.date values")
         if isinstance(credits, bool) or not isinstance(credits, int | Decimal) or credits < 0:
             raise ConfigurationError(
                 f"daily[{day}]", credits, "must be non-negative credits (int or Decimal)"
             )
         totals[day] = totals.get(day, Decimal(0)) + credits
     if not totals:
-        raise ConfigurationError("daily", items, f"needs at least {MIN_DAYS} days of usage")
+        raise ConfigurationError("daily", "no days", f"needs at least {MIN_DAYS} days of usage")
     first, last = min(totals), max(totals)
     span = (last - first).days + 1
     if span < MIN_DAYS:
         raise ConfigurationError(
-            "daily", f"{span} days", f"needs at least {MIN_DAYS} days to see a weekly pattern"
+            "daily",
+            f"{span} days, {first} to {last}",
+            f"needs at least {MIN_DAYS} days to see a weekly pattern",
         )
     zero = Decimal(0)
     values = [float(totals.get(first + _dt.timedelta(days=i), zero)) for i in range(span)]
@@ -146,7 +149,8 @@ def forecast(
         seed: Seed of the simulation, so a forecast can be repeated exactly.
 
     Raises:
-        ConfigurationError: Fewer than 14 days, negative or float usage, or a bad option.
+        ConfigurationError: Fewer than 14 days, negative or float usage, a negative balance,
+            or a bad option.
     """
     for name, value, low in (
         ("horizon", horizon, 1),
@@ -159,10 +163,13 @@ def forecast(
         isinstance(balance, bool) or not isinstance(balance, int | Decimal)
     ):
         raise ConfigurationError("balance", balance, "must be credits (int or Decimal)")
+    if balance is not None and balance < 0:
+        raise ConfigurationError("balance", str(balance), "must not be negative")
     first, values = _series(daily)
     start = first + _dt.timedelta(days=len(values))
     if until is not None and (not isinstance(until, _dt.date) or until < start):
-        raise ConfigurationError("until", until, f"must be a date on or after {start}")
+        shown = str(until) if isinstance(until, _dt.date) else until
+        raise ConfigurationError("until", shown, f"must be a date on or after {start}")
     length = max(horizon, 90, ((until - start).days + 1) if until else 0)
     model = fit(values)
     futures = simulate_paths(model, length, paths, seed)

@@ -31,7 +31,14 @@ try:
 except ImportError:  # pragma: no cover - exercised by forcing the fallback in the tests
     _fast_loads = None
 
-__all__ = ["COLUMNS", "HistoryFormat", "HistoryRow", "read_history", "rows_from_records"]
+__all__ = [
+    "COLUMNS",
+    "HistoryFormat",
+    "HistoryRow",
+    "detect_format",
+    "read_history",
+    "rows_from_records",
+]
 
 HistoryFormat = Literal["jsonl", "csv", "records"]
 #: The columns of a history file, in CSV order; only the first four are required.
@@ -229,6 +236,47 @@ def rows_from_records(records: Iterable[UsageRecord], *, line: int = 0) -> Itera
         )
 
 
+_SUFFIXES: dict[str, HistoryFormat] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+_HEAD = 65_536
+
+
+def detect_format(path: str | Path) -> HistoryFormat:
+    """Return a history file's format: by its suffix, else by its first line.
+
+    ``.csv`` is CSV and ``.jsonl``, ``.ndjson`` and ``.json`` are JSON Lines; a file with
+    another suffix is JSON Lines when its first line is a JSON object and CSV when it is a
+    header naming ``timestamp`` and ``action`` or ``action_type``.
+
+    Raises:
+        ConfigurationError: Neither the suffix nor the first line tells (give the format).
+        OSError: The file cannot be read.
+    """
+    path = Path(path)
+    known = _SUFFIXES.get(path.suffix.lower())
+    if known is not None:
+        return known
+    with path.open("rb") as binary:
+        head = binary.read(_HEAD)
+    first = next((line.strip() for line in head.splitlines() if line.strip()), b"")
+    if first.startswith(b"{"):
+        return "jsonl"
+    names = {name.strip() for name in next(csv.reader([first.decode("utf-8", "replace")]), [])}
+    if "timestamp" in names and names & {"action", "action_type"}:
+        return "csv"
+    shown = "it is empty" if not first else "its first line is neither a JSON object nor a header"
+    raise ConfigurationError(
+        "history",
+        str(path),
+        f"cannot tell the format: the suffix {path.suffix or '(none)'} is not .csv or .jsonl and "
+        f"{shown}; give the format (jsonl, csv or records)",
+    )
+
+
 def read_history(
     source: str | Path | IO[str],
     *,
@@ -240,14 +288,14 @@ def read_history(
     Args:
         source: A path, or an open text stream.
         format: ``"jsonl"``, ``"csv"`` or ``"records"`` (``UsageRecord.to_dict()`` lines,
-            validated in full); by the file's suffix when omitted (``.csv`` is CSV, anything
-            else JSONL).
+            validated in full); for a path, `detect_format` decides when omitted (a stream
+            is read as JSONL).
         on_bad_row: Called with the error for each row that cannot be read, which is then
             skipped; without it the first such row raises.
 
     Raises:
         HistoryError: A row cannot be read (and `on_bad_row` is not given).
-        ConfigurationError: The format is unknown.
+        ConfigurationError: The format is unknown, or not given and `detect_format` cannot tell.
         OSError: The file cannot be read.
     """
     if format is not None and format not in ("jsonl", "csv", "records"):
@@ -255,7 +303,7 @@ def read_history(
     if isinstance(source, str | Path):
         path = Path(source)
         if format is None:
-            format = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+            format = detect_format(path)
         if format == "jsonl" and _fast_loads is not None:
             with path.open("rb") as binary:
                 yield from _jsonl_binary(binary, path.name, on_bad_row, _fast_loads)

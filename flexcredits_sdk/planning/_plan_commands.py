@@ -14,10 +14,11 @@ from typing import IO, Any
 
 import click
 
-from .._exceptions import FlexCreditsError, HistoryError
+from .._exceptions import ConfigurationError, FlexCreditsError, HistoryError
+from .._format import credits_text
 from ._daily import daily_from_history, read_daily
 from ._forecast import Forecast, forecast
-from ._history import read_history
+from ._history import HistoryFormat, detect_format, read_history
 from ._plans import CreditPlan
 from ._presets import PRESETS, resolve_model
 from ._report import render
@@ -28,10 +29,29 @@ __all__ = ["forecast_command", "register", "simulate_command"]
 
 _DEFAULT_MODELS = ("agentforce", "per-conversation", "per-resolution")
 _FORMATS = click.Choice(["jsonl", "csv", "records"])
+_SKIP_HINT = "; pass --skip-bad-rows to skip such rows"
 
 
-def _fail(exc: FlexCreditsError, hint: str = "") -> click.ClickException:
-    return click.ClickException(str(exc) + hint)
+def _fail(exc: FlexCreditsError, skipping: bool = True) -> click.ClickException:
+    """Return the one-line error; suggest --skip-bad-rows only where it would help."""
+    skippable = isinstance(exc, HistoryError) and exc.field != "header"
+    text = str(exc).replace("give the format (", "pass --format (")
+    return click.ClickException(text + ("" if skipping or not skippable else _SKIP_HINT))
+
+
+def _history_format(history: Path, format_: str | None) -> HistoryFormat:
+    return format_ or detect_format(history)  # type: ignore[return-value]
+
+
+def _no_rows(source: Path, bad_rows: int, skipping: bool = False) -> click.ClickException:
+    if bad_rows:
+        return click.ClickException(
+            f"{source}: none of its rows could be read ({bad_rows:,} bad rows skipped)"
+        )
+    skipped = ", or every row was bad and skipped" if skipping else ""
+    return click.ClickException(
+        f"{source}: no rows to read (the file is empty or only a header{skipped})"
+    )
 
 
 def _write(text: str, out: Path | None) -> None:
@@ -51,7 +71,12 @@ def _write(text: str, out: Path | None) -> None:
     help=f"A preset ({', '.join(sorted(PRESETS))}) or a .json/.toml model file; repeat for "
     f"several. Default: {', '.join(_DEFAULT_MODELS)}.",
 )
-@click.option("--format", "format_", type=_FORMATS, help="The history's format (by suffix).")
+@click.option(
+    "--format",
+    "format_",
+    type=_FORMATS,
+    help="The history's format (default: by its suffix, .csv or .jsonl, else its first line).",
+)
 @click.option(
     "-o",
     "--output",
@@ -100,12 +125,12 @@ def simulate_command(
             idle=_dt.timedelta(hours=idle_hours),
             max_open=max_open,
         )
-        fmt = format_ or ("csv" if history.suffix.lower() == ".csv" else "jsonl")
+        fmt = _history_format(history, format_)
         show = sys.stderr.isatty() if progress is None else progress
         with history.open(encoding="utf-8", newline="" if fmt == "csv" else None) as stream:
             rows = read_history(
                 stream,
-                format=fmt,  # type: ignore[arg-type]
+                format=fmt,
                 on_bad_row=simulator.bad_row if skip_bad_rows else None,
             )
             if show:
@@ -113,10 +138,10 @@ def simulate_command(
             else:
                 simulator.feed(rows)
         result = simulator.result()
-    except HistoryError as exc:
-        raise _fail(exc, "; pass --skip-bad-rows to skip such rows") from None
     except FlexCreditsError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, skip_bad_rows) from None
+    if result.rows == 0:
+        raise _no_rows(history, result.bad_rows)
     if chart is not None:
         chart.write_text(chart_svg(result), encoding="utf-8")
     _write(render(result, output), out)  # type: ignore[arg-type]
@@ -140,26 +165,38 @@ def _feed_with_bar(simulator: Simulator, rows: Iterator[Any], stream: IO[str], s
         bar.update(size - done)
 
 
-def _load_daily(source: Path, model: str | None, format_: str | None) -> tuple[dict[Any, Any], int]:
+def _load_daily(
+    source: Path, model: str | None, format_: str | None, skip_bad_rows: bool
+) -> tuple[dict[Any, Any], int]:
     plan = resolve_model(model or "agentforce")
     if not isinstance(plan, CreditPlan):
         raise click.BadParameter(f"{plan.name!r} is not a credit plan", param_hint="--model")
     with source.open(encoding="utf-8") as stream:
         head = stream.readline()
-    is_daily = source.suffix.lower() == ".csv" and {"date", "credits"} <= {
+    is_daily = {"date", "credits"} <= {
         name.strip() for name in next(csv.reader(io.StringIO(head)), [])
     }
     if is_daily and format_ is None:
-        return read_daily(source), plan.rate_card.pack_credits
-    daily = daily_from_history(source, plan, format=format_)  # type: ignore[arg-type]
+        try:
+            daily = read_daily(source)
+        except HistoryError as exc:  # a daily file has no rows to skip
+            raise ConfigurationError(exc.field, exc.value, exc.reason) from None
+    else:
+        daily = daily_from_history(
+            source, plan, format=_history_format(source, format_), skip_bad_rows=skip_bad_rows
+        )
+    if not daily:
+        raise _no_rows(source, 0, skip_bad_rows)
     return daily, plan.rate_card.pack_credits
 
 
 def _forecast_text(result: Forecast) -> str:
     lines = [f"Forecast from {result.start}: {result.method}"]
     for days, (p50, p90) in ((30, result.next_30), (90, result.next_90)):
-        lines.append(f"Next {days} days: {p50:,} credits at P50, {p90:,} at P90")
-    pattern = ", ".join(f"{day} {credits:,}" for day, credits in result.weekly.items())
+        lines.append(
+            f"Next {days} days: {credits_text(p50)} credits at P50, {credits_text(p90)} at P90"
+        )
+    pattern = ", ".join(f"{day} {credits_text(credits)}" for day, credits in result.weekly.items())
     lines.append(f"Weekly pattern (mean credits): {pattern}")
     if result.balance is not None:
 
@@ -167,13 +204,13 @@ def _forecast_text(result: Forecast) -> str:
             return str(day) if day else "not within the forecast"
 
         lines.append(
-            f"Balance {result.balance:,} runs out: {when(result.runs_out_p50)} at P50, "
+            f"Balance {credits_text(result.balance)} runs out: {when(result.runs_out_p50)} at P50, "
             f"{when(result.runs_out_p90)} at P90"
         )
     if result.until is not None:
         lines.append(
             f"To last until {result.until}: buy {result.packs_p50} packs at P50, "
-            f"{result.packs_p90} at P90 ({result.pack_credits:,} credits each)"
+            f"{result.packs_p90} at P90 ({credits_text(result.pack_credits)} credits each)"
         )
     lines += ["", "date        p50      p90  cumulative p50  cumulative p90"]
     for d in result.days[:14]:
@@ -198,11 +235,14 @@ def _forecast_csv(result: Forecast) -> str:
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-m", "--model", help="The credit plan that prices a history (agentforce).")
 @click.option("--format", "format_", type=_FORMATS, help="Read SOURCE as this history format.")
-@click.option("--balance", type=int, help="Credits left now: gives the run-out dates.")
+@click.option(
+    "--balance", type=click.IntRange(min=0), help="Credits left now: gives the run-out dates."
+)
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last until this date.")
 @click.option("--horizon", type=click.IntRange(min=1), default=90, show_default=True)
 @click.option("--pack-credits", type=click.IntRange(min=1), help="Credits per pack.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--skip-bad-rows", is_flag=True, help="Skip history rows that cannot be read.")
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True
 )
@@ -215,11 +255,12 @@ def forecast_command(
     horizon: int,
     pack_credits: int | None,
     seed: int,
+    skip_bad_rows: bool,
     output: str,
 ) -> None:
     """Forecast credit use from SOURCE: a date,credits CSV, or a history to price."""
     try:
-        daily, default_pack = _load_daily(source, model, format_)
+        daily, default_pack = _load_daily(source, model, format_, skip_bad_rows)
         result = forecast(
             daily,
             horizon=horizon,
@@ -229,7 +270,7 @@ def forecast_command(
             seed=seed,
         )
     except FlexCreditsError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, skip_bad_rows) from None
     if output == "json":
         click.echo(json.dumps(result.model_dump(mode="json"), indent=2, default=_jsonable))
     elif output == "csv":

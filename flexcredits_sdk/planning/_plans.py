@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -122,17 +123,25 @@ class CreditPlan(_Model):
     @model_validator(mode="after")
     def _check(self) -> CreditPlan:
         if not self.rate_card.action_types:
-            raise ValueError("the rate card must price at least one action type")
+            raise ConfigurationError(
+                "rate_card.action_types", {}, "must price at least one action type"
+            )
         bounds = [t.up_to for t in self.tiers]
         if not bounds:
             return self
+        last = len(bounds) - 1
         if bounds[-1] is not None:
-            raise ValueError("the last tier must have no up_to (no upper bound)")
-        finite = [b for b in bounds[:-1] if b is not None]
-        if len(finite) != len(bounds) - 1:
-            raise ValueError("only the last tier may lack up_to")
-        if any(a >= b for a, b in itertools.pairwise(finite)):
-            raise ValueError(f"tier bounds must increase, got {finite}")
+            raise ConfigurationError(
+                f"tiers.{last}.up_to", bounds[-1], "must be absent: the last tier has no bound"
+            )
+        for index, bound in enumerate(bounds[:-1]):
+            if bound is None:
+                raise MissingField(f"tiers.{index}.up_to", "only the last tier may lack it")
+        for index, (low, high) in enumerate(itertools.pairwise(bounds[:-1]), 1):
+            if low is not None and high is not None and high <= low:
+                raise ConfigurationError(
+                    f"tiers.{index}.up_to", high, f"must be above the tier before ({low})"
+                )
         return self
 
     @property
@@ -260,6 +269,18 @@ _ADAPTER: TypeAdapter[CreditPlan | PerConversation | PerResolution | PerTicket] 
 )
 
 
+class MissingField(ConfigurationError):
+    """A required field is absent: the message names its path, as there is no value to show.
+
+    Attributes:
+        field: The field's path, e.g. ``allotments.0.credits``.
+    """
+
+    def __init__(self, field: str, reason: str = "is required") -> None:
+        super().__init__(field, None, reason)
+        self.args = (f"{field}: {reason}",)
+
+
 def _error(exc: ValidationError, data: Any) -> ConfigurationError:
     """Return the first problem of `exc` as a `ConfigurationError` naming its full field path.
 
@@ -270,12 +291,78 @@ def _error(exc: ValidationError, data: Any) -> ConfigurationError:
     parts = [str(part) for part in first["loc"]]
     if parts and isinstance(data, dict) and parts[0] == data.get("kind"):
         parts = parts[1:]  # the tag of the discriminated union
-    inner = (first.get("ctx") or {}).get("error")
+    ctx = first.get("ctx") or {}
+    if first["type"] in ("missing", "union_tag_not_found"):
+        return MissingField(".".join([*parts, "kind"] if ctx.get("discriminator") else parts))
+    if first["type"] == "union_tag_invalid":
+        return ConfigurationError(
+            ".".join([*parts, "kind"]), ctx.get("tag"), f"must be one of {ctx['expected_tags']}"
+        )
+    inner = ctx.get("error")
     if isinstance(inner, ConfigurationError):
-        parts.append(inner.field)
+        if inner.field != "value" or not parts:  # a price's own check names no field
+            parts.append(inner.field)
+        field = ".".join(parts)
+        if isinstance(inner, MissingField):
+            return MissingField(field, inner.reason)
+        if inner.reason == "Field required":  # a rate card's own message for a missing field
+            return MissingField(field)
         kind = RateCardError if isinstance(inner, RateCardError) else ConfigurationError
-        return kind(".".join(parts), inner.value, inner.reason)
-    return ConfigurationError(".".join(parts) or "model", first.get("input", data), first["msg"])
+        return kind(field, inner.value, inner.reason)
+    reason = str(inner) if isinstance(inner, ValueError) else first["msg"]
+    return ConfigurationError(".".join(parts) or "model", first.get("input", data), reason)
+
+
+def _parse(
+    text: str, format: Literal["json", "toml"], source: str | None, field: str = "model"
+) -> dict[str, Any]:
+    """Return the table a JSON or TOML text holds; errors name the file (`source`) and line.
+
+    Raises:
+        ConfigurationError: The text does not parse or holds no table.
+    """
+    try:
+        data = json.loads(text) if format == "json" else tomllib.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise _not_valid(text, format, source, exc.msg, where, field) from None
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_WHERE.search(str(exc))
+        message = str(exc)[: found.start()] if found else str(exc)
+        where = f"line {found[1]}, column {found[2]}" if found else ""
+        raise _not_valid(text, format, source, message, where, field) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(
+            field, source or data, "must be a JSON object or TOML table" + _place(source)
+        )
+    return data
+
+
+_TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
+
+
+def _place(source: str | None, where: str = "") -> str:
+    inside = ", ".join(part for part in (source, where) if part)
+    return f" ({inside})" if inside else ""
+
+
+def _not_valid(
+    text: str, format: str, source: str | None, message: str, where: str, field: str
+) -> ConfigurationError:
+    return ConfigurationError(
+        field,
+        source or text[:60],
+        f"is not valid {format.upper()}: {message.strip()}{_place(source, where)}",
+    )
+
+
+def in_file(exc: ConfigurationError, source: str) -> ConfigurationError:
+    """Return the same error with the file it came from named at the end."""
+    if isinstance(exc, MissingField) or exc.reason == "Field required":
+        reason = exc.reason if isinstance(exc, MissingField) else "is required"
+        return MissingField(exc.field, f"{reason}{_place(source)}")
+    kind = RateCardError if isinstance(exc, RateCardError) else ConfigurationError
+    return kind(exc.field, exc.value, f"{exc.reason}{_place(source)}")
 
 
 def loads_model(
@@ -284,17 +371,13 @@ def loads_model(
     """Parse a pricing model from JSON or TOML text.
 
     Raises:
-        ConfigurationError: The text does not parse, or a field is missing or wrong (a
-            `RateCardError` for a bad rate card).
+        ConfigurationError: The text does not parse (with its line), or a field is missing
+            (`MissingField`, naming its path) or wrong (a `RateCardError` for a bad rate card).
     """
-    try:
-        data = json.loads(text) if format == "json" else tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(
-            "model", text[:60], f"is not valid {format.upper()}: {exc}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigurationError("model", data, "must be a JSON object or TOML table")
+    return _validate(_parse(text, format, None))
+
+
+def _validate(data: dict[str, Any]) -> CreditPlan | PerConversation | PerResolution | PerTicket:
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
@@ -305,15 +388,35 @@ def load_model(path: str | Path) -> CreditPlan | PerConversation | PerResolution
     """Load a pricing model from a ``.json`` or ``.toml`` file.
 
     Raises:
-        ConfigurationError: The suffix is neither, the file does not parse or a field is wrong.
+        ConfigurationError: The suffix is neither, the file does not parse or a field is wrong;
+            the message names the file (and the line, for a file that does not parse).
         OSError: The file cannot be read.
     """
     path = Path(path)
+    data = load_table(path)
+    try:
+        return _validate(data)
+    except ConfigurationError as exc:
+        raise in_file(exc, str(path)) from None
+
+
+def load_table(path: Path, field: str = "model") -> dict[str, Any]:
+    """Return the table a ``.json`` or ``.toml`` file holds (a model's or a rate card's).
+
+    Args:
+        path: The file.
+        field: What the file holds, named in errors.
+
+    Raises:
+        ConfigurationError: The suffix is neither, or the file does not parse (naming the file
+            and the line).
+        OSError: The file cannot be read.
+    """
     suffix = path.suffix.lower()
     if suffix not in (".json", ".toml"):
         raise ConfigurationError("path", str(path), "must end in .json or .toml")
     text = path.read_text(encoding="utf-8")
-    return loads_model(text, "json" if suffix == ".json" else "toml")
+    return _parse(text, "json" if suffix == ".json" else "toml", str(path), field)
 
 
 def dump_model(

@@ -179,6 +179,10 @@ def resolve_model(spec: str | Path | AnyModel) -> AnyModel:
     if text in PRESETS:
         return preset(text)
     if text.lower().endswith((".json", ".toml")):
+        if not Path(text).is_file():
+            raise ConfigurationError(
+                "model", text, f"no such file (and not a preset: {', '.join(sorted(PRESETS))})"
+            )
         return load_model(text)
     raise ConfigurationError(
         "model", text, f"is neither a preset ({sorted(PRESETS)}) nor a .json/.toml file"

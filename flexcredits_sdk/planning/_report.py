@@ -10,17 +10,17 @@ from html import escape
 from typing import Literal
 
 from .._exceptions import ConfigurationError
+from .._format import credits_text, money_text
 from ._results import SimulationResult
 from ._svg import chart_svg
 
 __all__ = ["OutputFormat", "render"]
 
 OutputFormat = Literal["text", "json", "csv", "html"]
-_CENT = Decimal("0.01")
 
 
 def _usd(value: Decimal) -> str:
-    return f"${value.quantize(_CENT):,}"
+    return money_text(value)
 
 
 def _summary(result: SimulationResult) -> str:
@@ -44,7 +44,7 @@ def _text(result: SimulationResult) -> str:
                 m.name,
                 m.kind,
                 _usd(m.total),
-                "" if m.credits is None else f"{m.credits:,}",
+                "" if m.credits is None else credits_text(m.credits),
                 _usd(s.mean),
                 mark + _usd(s.p50),
                 mark + _usd(s.p90),

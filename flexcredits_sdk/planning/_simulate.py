@@ -101,7 +101,8 @@ class Simulator:
             if names.count(name) > 1:
                 raise ConfigurationError("models", name, "is given twice; names must differ")
         if not isinstance(idle, _dt.timedelta) or idle <= _dt.timedelta(0):
-            raise ConfigurationError("idle", idle, "must be a positive timedelta")
+            shown = str(idle) if isinstance(idle, _dt.timedelta) else idle
+            raise ConfigurationError("idle", shown, "must be a positive timedelta")
         if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
             raise ConfigurationError("max_open", max_open, "must be a positive int")
         self._plans = [m for m in resolved if isinstance(m, CreditPlan)]

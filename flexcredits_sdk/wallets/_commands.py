@@ -21,7 +21,8 @@ from typing import IO, Any, TypeVar
 import click
 
 from .._environment import API_KEY_VARIABLE, URL_VARIABLE
-from .._exceptions import FlexCreditsError
+from .._exceptions import ConfigurationError, FlexCreditsError
+from .._format import credits_text, money_text
 from .._pricing import RateCard
 from .._records import UsageRecord
 from ..planning._history import COLUMNS
@@ -65,6 +66,18 @@ def _utc(value: _dt.datetime | None) -> _dt.datetime | None:
     return None if value is None else value.replace(tzinfo=_dt.UTC)
 
 
+def _window(
+    since: _dt.datetime | None, until: _dt.datetime | None
+) -> tuple[_dt.datetime | None, _dt.datetime | None]:
+    """Return the UTC window; refuse one that ends before it starts (it would find nothing)."""
+    if since is not None and until is not None and until <= since:
+        raise click.BadParameter(
+            f"{until:%Y-%m-%dT%H:%M:%S} is not after --since {since:%Y-%m-%dT%H:%M:%S}",
+            param_hint="--until",
+        )
+    return _utc(since), _utc(until)
+
+
 @contextlib.contextmanager
 def _wallet(
     path: Path | None, url: str | None, key: str | None, card: Path | None
@@ -75,7 +88,7 @@ def _wallet(
             if path is not None:
                 if not path.is_file():
                     raise click.ClickException(f"--file {path}: no such wallet file")
-                rate_card = RateCard.load(card) if card is not None else None
+                rate_card = _rate_card(card) if card is not None else None
                 wallet: Any = OfflineWallet(path=path, rate_card=rate_card)
             elif url:
                 from ._http import HttpWallet
@@ -93,12 +106,27 @@ def _wallet(
             raise click.ClickException(str(exc)) from None
 
 
+def _rate_card(path: Path) -> RateCard:
+    """Load a rate card file; an error names the file (and the line, when it does not parse).
+
+    Raises:
+        ConfigurationError: The file does not parse or holds a bad rate card.
+    """
+    from ..planning._plans import in_file, load_table
+
+    data = load_table(path, "rate_card")
+    try:
+        return RateCard(**data)
+    except ConfigurationError as exc:
+        raise in_file(exc, str(path)) from None
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
     cells = [[str(h) for h in header]] + [["" if v is None else str(v) for v in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     for row in cells:
-        out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-        out.write("\n")
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        out.write(line.rstrip() + "\n")
 
 
 def _dump(data: Any) -> None:
@@ -121,13 +149,18 @@ def balance(
         ("credits", "granted", "used", "expired", "held", "owed", "usd"),
         [
             (
-                answer.credits,
-                answer.granted,
-                answer.used,
-                answer.expired,
-                answer.held,
-                answer.owed,
-                answer.usd,
+                *(
+                    credits_text(value)
+                    for value in (
+                        answer.credits,
+                        answer.granted,
+                        answer.used,
+                        answer.expired,
+                        answer.held,
+                        answer.owed,
+                    )
+                ),
+                money_text(answer.usd),
             )
         ],
         sys.stdout,
@@ -155,13 +188,10 @@ def usage(
     as_json: bool,
 ) -> None:
     """Show usage grouped by record fields and tags, the most credits first."""
+    start, end = _window(since, until)
     with _wallet(path, url, key, rate_card) as wallet:
         rows = wallet.usage(
-            list(group_by),
-            environment=environment,
-            since=_utc(since),
-            until=_utc(until),
-            bucket=bucket,
+            list(group_by), environment=environment, since=start, until=end, bucket=bucket
         )
     complete = getattr(rows, "complete", True)
     if as_json:
@@ -170,7 +200,16 @@ def usage(
     names = list(rows[0].key) if rows else [*group_by, *(["bucket"] if bucket else [])]
     _table(
         (*names, "actions", "records", "credits", "usd"),
-        [(*row.key.values(), row.actions, row.records, row.credits, row.usd) for row in rows],
+        [
+            (
+                *row.key.values(),
+                f"{row.actions:,}",
+                f"{row.records:,}",
+                credits_text(row.credits),
+                money_text(row.usd),
+            )
+            for row in rows
+        ],
         sys.stdout,
     )
     if not complete:
@@ -206,13 +245,14 @@ def _filters(
         if not sep or not tag_key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--tag")
         wanted[tag_key] = value
+    start, end = _window(since, until)
     return {
         "action": action,
         "tags": wanted or None,
         "environment": environment,
         "conversation_id": conversation_id,
-        "since": _utc(since),
-        "until": _utc(until),
+        "since": start,
+        "until": end,
     }
 
 
@@ -256,8 +296,8 @@ def records(
             (
                 record.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 record.action,
-                record.units,
-                record.credits,
+                credits_text(record.units),
+                credits_text(record.credits),
                 record.outcome,
                 record.conversation_id,
                 ";".join(f"{k}={v}" for k, v in record.tags.items()),
