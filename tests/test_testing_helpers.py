@@ -66,7 +66,7 @@ def test_the_fixture_works_in_this_suite(flex_wallet: FlexWallet) -> None:
     fc.metered_action(name="x", units=3)(lambda: None)()
     flex_wallet.assert_consumed(60)
     assert flex_wallet.consumed == 60
-    assert "  x           1         60" in flex_wallet.report()
+    assert "  x           1       60  $0.30" in flex_wallet.report()
 
 
 @pytest.mark.parametrize("bad", ["60", 1.0, -1, True])
@@ -113,13 +113,19 @@ def test_flex_wallet_refuses_bad_arguments(arguments: dict[str, object], field: 
 
 
 def test_all_is_the_public_surface() -> None:
-    from flexcredits_sdk import testing
+    from flexcredits_sdk import _pytest_plugin, testing
 
     public = {
         name
         for name, value in vars(testing).items()
         if not name.startswith(("_", "pytest_"))
-        and (name.isupper() or getattr(value, "__module__", "").startswith(testing.__name__))
+        and (
+            (name.isupper() and name != "TYPE_CHECKING")
+            or getattr(value, "__module__", "").startswith("flexcredits_sdk")
+        )
     }
     assert testing.__all__ == ["DEFAULT_START_NS", "FakeClock", "FlexWallet", "flex_wallet"]
-    assert set(testing.__all__) == public
+    assert set(testing.__all__) == public | {"flex_wallet"}  # the fixture: on first use
+    assert testing.flex_wallet is _pytest_plugin.flex_wallet
+    with pytest.raises(AttributeError, match="no attribute 'flex_wallets'"):
+        testing.flex_wallets  # noqa: B018
