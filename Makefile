@@ -1,8 +1,12 @@
-# make demo   runs the worked examples on the embedded default (the offline wallet)
+# make demo   runs the worked examples on the embedded default (the offline wallet); it installs
+#             the package alone
 # make test   lint, type-check, and test everything on every supported Python (3.11 to 3.13)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# What is installed in $(VENV): the package alone (enough for the demo), or with the dev extra
+# (linters, type checker, test tools, every optional part) that the tests need.
+CORE_STAMP := $(VENV)/.installed-core
 STAMP := $(VENV)/.installed
 # The tests also run on each of these versions, in its own .venv-X.Y; a version that is the
 # main .venv's, or that has no interpreter here, is skipped with a message.
@@ -15,11 +19,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+$(CORE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE_STAMP)
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(CORE_STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(BIN)/python examples/agentforce_use_cases.py
 
 lint: $(STAMP)

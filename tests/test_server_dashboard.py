@@ -67,7 +67,10 @@ def test_the_dashboard_renders_in_headless_chromium(tmp_path: Path) -> None:
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed; .ci/services.sh installs it")
-        pytest.skip("chromium is not installed")
+        pytest.skip(
+            "chromium is not installed: install it with `apt-get install chromium` "
+            "(or run .ci/services.sh as root, which installs what the tests need)"
+        )
     from playwright.sync_api import sync_playwright
 
     with running_server(str(tmp_path / "wallet.db")) as server:
