@@ -9,14 +9,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from server_fixtures import ADMIN_KEY, ServerProcess, pg_cluster, server
+from prometheus_client.parser import text_string_to_metric_families
+from server_fixtures import ADMIN_KEY, ServerProcess, pg_cluster, running_server, server
+from test_server_webhooks import ALLOW_LOOPBACK, Receiver, receiver, spend
 
-from flexcredits_sdk.server._config import DB_VARIABLE
+from flexcredits_sdk._records import UsageRecord, new_id
+from flexcredits_sdk.server._config import DB_VARIABLE, METRICS_TENANT_LABEL_VARIABLE
 
-__all__ = ["pg_cluster", "server"]
+__all__ = ["pg_cluster", "receiver", "server"]
 
 
 @pytest.fixture
@@ -166,3 +172,127 @@ def test_json_floats_are_refused_in_every_amount(server: ServerProcess) -> None:
         assert client.get("/v1/budgets").json() == {"budgets": []}
         assert client.get("/v1/grants").json() == {"grants": []}
         assert client.post("/v1/watches", json={"percent": "20.5"}).json() == {"id": "watch-1"}
+
+
+# --- item 18: Prometheus metrics at /metrics ----------------------------------------------------
+
+
+def scrape(server: ServerProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Return every sample at ``/metrics``, by name and labels, on a connection of its own."""
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def records(*credits: int) -> dict[str, Any]:
+    now = time.time_ns()
+    made = [
+        UsageRecord(new_id(), "answer", "standard", 1, c, "production", {}, None, now, 1)
+        for c in credits
+    ]
+    return {"records": [r.to_dict() for r in made]}
+
+
+def test_the_metrics_move_as_records_are_ingested(server: ServerProcess) -> None:
+    tenant = f"metrics-{os.getpid()}-{time.monotonic_ns()}"
+    key = server.tenant(tenant)
+    before = scrape(server)
+    server.grant(tenant, 1000)
+    batch = records(20, 30)
+    with server.client(key) as client:
+        assert client.post("/v1/records", json=batch).status_code == 200
+        again = {"records": [*batch["records"], *records(5)["records"]]}
+        assert client.post("/v1/records", json=again).status_code == 200
+        bad = {"records": [*records(7)["records"], {**records(1)["records"][0], "units": 0}]}
+        assert client.post("/v1/records", json=bad).status_code == 422
+        assert client.get("/v1/balance").json()["credits"] == 1000 - 55
+    after = scrape(server)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    records_total = "flexcredits_wallet_records_total"
+    assert moved(records_total, result="accepted") == 3
+    assert moved(records_total, result="duplicate") == 2
+    assert moved(records_total, result="rejected") == 1
+    assert moved(records_total, result="not_booked") == 1
+    assert moved("flexcredits_wallet_ingest_seconds_count") == 3
+    assert moved("flexcredits_wallet_ingest_seconds_sum") > 0
+    assert moved("flexcredits_wallet_ingest_seconds_bucket", le="+Inf") == 3
+    requests = "flexcredits_wallet_requests_total"
+    assert moved(requests, method="POST", route="/v1/records", status="200") == 2
+    assert moved(requests, method="POST", route="/v1/records", status="422") == 1
+    assert moved(requests, method="POST", route="/v1/grants", status="200") == 1
+    assert moved(requests, method="GET", route="/metrics", status="200") == 1
+    # Totals over every tenant: this one's grant less what it spent; nothing is held.
+    assert moved("flexcredits_wallet_balance_credits") == 1000 - 55
+    assert value(after, "flexcredits_wallet_held_credits") == 0
+    assert moved("flexcredits_wallet_tenants") == 0
+    assert not any(("tenant", tenant) in labels for _, labels in after)
+
+
+def test_routes_are_templates_and_unknown_paths_are_one_label(server: ServerProcess) -> None:
+    before = scrape(server)
+    with server.client() as client:
+        assert client.post("/v1/tenants/someone/keys").status_code == 403
+        assert client.get("/no/such/page").status_code == 404
+    after = scrape(server)
+    requests = "flexcredits_wallet_requests_total"
+    keys = {"method": "POST", "route": "/v1/tenants/{name}/keys", "status": "403"}
+    assert value(after, requests, **keys) - value(before, requests, **keys) == 1
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    assert value(after, requests, **unmatched) - value(before, requests, **unmatched) == 1
+    assert not any("/no/such/page" in str(labels) for _, labels in after)
+
+
+def test_balances_per_tenant_and_webhooks_when_the_operator_asks(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    env = {METRICS_TENANT_LABEL_VARIABLE: "1", **ALLOW_LOOPBACK}
+    with running_server(str(tmp_path / "w.db"), env=env) as server:
+        key = server.tenant("acme")
+        server.tenant("globex")
+        server.grant("acme", 1000)
+        with server.client(key) as client:
+            assert client.put("/v1/webhook", json={"url": receiver.url}).status_code == 200
+            assert client.post("/v1/watches", json={"credits": 500}).status_code == 200
+        spend(server, key, 600)
+        assert receiver.accepted.wait(30)  # two 503s, then delivered
+        server.wait_for(lambda logs: any(e.get("message") == "webhook delivered" for e in logs))
+        samples = scrape(server)
+    balance = "flexcredits_wallet_balance_credits"
+    assert value(samples, balance, tenant="acme") == 400
+    assert value(samples, balance, tenant="globex") == 0
+    assert value(samples, "flexcredits_wallet_held_credits", tenant="acme") == 0
+    assert value(samples, "flexcredits_wallet_tenants") == 2
+    deliveries = "flexcredits_wallet_webhook_deliveries_total"
+    assert value(samples, deliveries, result="retry") == 2
+    assert value(samples, deliveries, result="delivered") == 1
+    assert value(samples, deliveries, result="failed") == 0
+
+
+def test_every_worker_answers_for_all_of_them(tmp_path: Path) -> None:
+    with running_server(str(tmp_path / "w.db"), workers=2) as server:
+        key = server.tenant("acme")
+        server.grant("acme", 10_000)
+        for _ in range(12):  # each on a connection of its own, so both workers take some
+            with server.client(key) as client:
+                assert client.post("/v1/records", json=records(10)).status_code == 200
+        accepted = set()
+        for _ in range(8):
+            samples = scrape(server)
+            accepted.add(value(samples, "flexcredits_wallet_records_total", result="accepted"))
+            assert value(samples, "flexcredits_wallet_balance_credits") == 10_000 - 120
+        assert accepted == {12}

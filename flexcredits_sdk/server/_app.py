@@ -12,12 +12,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.routing import Match
 
 from .. import __version__
 from .._wire import IngestRequest
 from ._config import ServerSettings, default_db
 from ._dashboard import render_dashboard
 from ._database import Tenant, WalletStore
+from ._metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from ._plumbing import (
     BodyLimit,
     KeyCache,
@@ -75,8 +77,10 @@ def create_app(
             interval_s=float(settings.webhook_interval_s),
             backoff_s=float(settings.webhook_backoff_s),
             allow_private=settings.allow_private_webhooks,
+            on_attempt=lambda result: metrics.webhook_deliveries.labels(result).inc(),
         )
         app.state.store = wallet
+        metrics.watch_balances(wallet.balances)
         deliverer.start()
         logger.info("wallet service started", extra={"event": "startup", "db": wallet.dialect})
         try:
@@ -94,8 +98,10 @@ def create_app(
         exception_handlers=error_handlers,
         separate_input_output_schemas=False,
     )
+    metrics = ServiceMetrics(per_tenant=settings.metrics_tenant_label)
     app.state.settings = settings
     app.state.keys = KeyCache()
+    app.state.metrics = metrics
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.middleware("http")(_access_log)
@@ -115,6 +121,11 @@ def create_app(
             logger.warning("database unreachable", exc_info=True, extra={"event": "readyz"})
             return error_response(503, "unavailable", "the database cannot be reached")
         return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus metrics: requests, records, ingest latency, webhooks, balances."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/dashboard", response_class=HTMLResponse)
     def dashboard(
@@ -153,6 +164,8 @@ async def _access_log(
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     response = await call_next(request)
     response.headers["x-request-id"] = request_id
+    metrics: ServiceMetrics = request.app.state.metrics
+    metrics.requests.labels(request.method, _route(request), str(response.status_code)).inc()
     logger.info(
         "%s %s %s",
         request.method,
@@ -169,6 +182,18 @@ async def _access_log(
         },
     )
     return response
+
+
+def _route(request: Request) -> str:
+    """Return the template of the route a request went to (``unmatched`` for none)."""
+    route = request.scope.get("route")
+    if route is None:  # answered before routing (e.g. 413 for a body too large)
+        for candidate in request.app.router.routes:
+            if candidate.matches(request.scope)[0] is Match.FULL:
+                route = candidate
+                break
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
 
 def app_from_env() -> FastAPI:

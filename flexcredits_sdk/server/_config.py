@@ -15,6 +15,8 @@ __all__ = [
     "ADMIN_KEY_VARIABLE",
     "DB_VARIABLE",
     "MAX_BODY_VARIABLE",
+    "METRICS_TENANT_LABEL_VARIABLE",
+    "MULTIPROC_VARIABLE",
     "WEBHOOK_ALLOW_PRIVATE_VARIABLE",
     "ServerSettings",
     "default_db",
@@ -32,6 +34,10 @@ WEBHOOK_INTERVAL_VARIABLE = "FLEXCREDITS_WEBHOOK_INTERVAL"
 WEBHOOK_BACKOFF_VARIABLE = "FLEXCREDITS_WEBHOOK_BACKOFF"
 #: ``1`` (or ``true``) lets webhooks go to loopback, private and other non-public addresses.
 WEBHOOK_ALLOW_PRIVATE_VARIABLE = "FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE"
+#: ``1`` (or ``true``) labels the balance metrics at ``/metrics`` with each tenant's name.
+METRICS_TENANT_LABEL_VARIABLE = "FLEXCREDITS_METRICS_TENANT_LABEL"
+#: prometheus-client's own variable: the directory where worker processes share metrics.
+MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 #: The log level of the service's JSON logs (``INFO`` by default).
 LOG_LEVEL_VARIABLE = "FLEXCREDITS_WALLET_LOG_LEVEL"
 
@@ -82,6 +88,8 @@ class ServerSettings:
         allow_private_webhooks: Whether webhooks may go to loopback, private, link-local and
             other non-public addresses (refused by default, when set and when delivered).
         log_level: The level of the JSON logs.
+        metrics_tenant_label: Whether ``/metrics`` gives each tenant's balance, labelled with
+            its name, rather than totals over every tenant.
     """
 
     db: str = dataclasses.field(default_factory=default_db)
@@ -91,6 +99,7 @@ class ServerSettings:
     webhook_backoff_s: Decimal = Decimal(5)
     allow_private_webhooks: bool = False
     log_level: str = "INFO"
+    metrics_tenant_label: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.db, str) or not self.db:
@@ -110,6 +119,11 @@ class ServerSettings:
             self,
             "allow_private_webhooks",
             _flag("allow_private_webhooks", self.allow_private_webhooks),
+        )
+        object.__setattr__(
+            self,
+            "metrics_tenant_label",
+            _flag("metrics_tenant_label", self.metrics_tenant_label),
         )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigurationError("log_level", self.log_level, "must be DEBUG, INFO, ...")
@@ -131,6 +145,7 @@ class ServerSettings:
             ("webhook_backoff_s", WEBHOOK_BACKOFF_VARIABLE),
             ("allow_private_webhooks", WEBHOOK_ALLOW_PRIVATE_VARIABLE),
             ("log_level", LOG_LEVEL_VARIABLE),
+            ("metrics_tenant_label", METRICS_TENANT_LABEL_VARIABLE),
         )
         for field, variable in table:
             if env.get(variable):
@@ -158,4 +173,6 @@ class ServerSettings:
             env[ADMIN_KEY_VARIABLE] = self.admin_key
         if self.allow_private_webhooks:
             env[WEBHOOK_ALLOW_PRIVATE_VARIABLE] = "1"
+        if self.metrics_tenant_label:
+            env[METRICS_TENANT_LABEL_VARIABLE] = "1"
         return env

@@ -276,6 +276,27 @@ class WalletStore:
         result: str = self._change(tenant_id, change)
         return result
 
+    def balances(self) -> list[tuple[str, Balance]]:
+        """Return every tenant's name and balance now, by name."""
+        now = self.clock()
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(tenants.c.id, tenants.c.name).order_by(tenants.c.name)
+            ).all()
+            return [
+                (
+                    row.name,
+                    read_ledger(
+                        conn,
+                        row.id,
+                        self._cache,
+                        self.rate_card,
+                        lambda ledger: ledger.balance(now),
+                    ),
+                )
+                for row in rows
+            ]
+
     # --- ingestion ----------------------------------------------------------------------------
 
     def ingest(self, tenant_id: int, batch: Sequence[UsageRecord]) -> set[str]:

@@ -30,6 +30,7 @@ from .._wire import (
 )
 from ._database import Tenant, WalletStore
 from ._ingest import ingest_batch
+from ._metrics import ServiceMetrics
 from ._plumbing import ApiError, admin_only, printable, read_body, tenant_of
 from ._queries import RecordQuery
 from ._requests import (
@@ -89,7 +90,10 @@ def _ns(value: _dt.datetime | None, field: str) -> int | None:
 async def post_records(request: Request, tenant: TenantDep) -> Response:
     """Book a batch of usage records, each id once per tenant."""
     body = await read_body(request, request.app.state.settings.max_body_bytes)
-    status, answer = await run_in_threadpool(ingest_batch, _store(request), tenant, body)
+    metrics: ServiceMetrics = request.app.state.metrics
+    with metrics.ingest_seconds.time():
+        status, answer = await run_in_threadpool(ingest_batch, _store(request), tenant, body)
+    metrics.count_records(answer)
     headers = {"Vary": "Prefer"}
     if _prefers_minimal(request.headers.get("prefer")):
         settled = ("accepted", "duplicate")

@@ -8,8 +8,10 @@ refuse one that does not exist.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from click.core import ParameterSource
 from .._exceptions import ConfigurationError
 from .._pricing import to_exact
 from .._records import datetime_to_ns
-from ._config import ADMIN_KEY_VARIABLE, DB_VARIABLE, ServerSettings
+from ._config import ADMIN_KEY_VARIABLE, DB_VARIABLE, MULTIPROC_VARIABLE, ServerSettings
 
 __all__ = ["wallet"]
 
@@ -136,17 +138,22 @@ def serve(
         raise click.BadParameter(str(exc)) from None
     _store(db, create=True).close()  # fail early, and migrate once, before any worker starts
     os.environ.update(settings.to_env())
-    uvicorn.run(
-        "flexcredits_sdk.server._app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        fd=fd,
-        workers=workers,
-        log_config=configure_logging(settings.log_level),
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and not os.environ.get(MULTIPROC_VARIABLE):
+            # /metrics then sums the counters of every worker, whichever one answers.
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="fc-metrics-"))
+            os.environ[MULTIPROC_VARIABLE] = directory
+        uvicorn.run(
+            "flexcredits_sdk.server._app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            fd=fd,
+            workers=workers,
+            log_config=configure_logging(settings.log_level),
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
 
 
 @wallet.command("create-tenant")

@@ -153,6 +153,8 @@ class Deliverer:
         allow_private: Deliver to loopback, private and other non-public addresses too.
         client: The HTTP client (for tests); a new one with a 10-second timeout by default.
         clock: Returns the current Unix time in nanoseconds.
+        on_attempt: Called after each attempt with its result: ``delivered``, ``retry`` or
+            ``failed`` (given up).
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class Deliverer:
         allow_private: bool = False,
         client: httpx.Client | None = None,
         clock: Callable[[], int] = time.time_ns,
+        on_attempt: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.interval_s = interval_s
@@ -171,6 +174,7 @@ class Deliverer:
         self.allow_private = allow_private
         self._client = client or httpx.Client(timeout=10.0)
         self._clock = clock
+        self._on_attempt = on_attempt
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -254,3 +258,5 @@ class Deliverer:
         )
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             conn.execute(sa.update(deliveries).where(deliveries.c.id == delivery_id).values(values))
+        if self._on_attempt is not None:
+            self._on_attempt(str(values.get("status", "retry")))
