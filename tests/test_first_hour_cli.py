@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
+import runpy
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -425,3 +428,112 @@ def test_the_simulation_report_rounds_money_halves_up(runner: CliRunner, tmp_pat
     result = runner.invoke(main, ["simulate", str(path), "-m", str(model)])
     assert result.exit_code == 0, result.output
     assert "Cheapest at this volume: half ($0.13)" in result.output
+
+
+# --- every documented command runs on the shipped files -------------------------------------
+
+BLOCK = re.compile(r"^```(console|shell)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def _documented() -> list[tuple[str, str, str]]:
+    """(kind of block, command, the output shown after it) of each ``$ flexcredits`` line."""
+    found = []
+    for page in (ROOT / "docs" / "planning.md", ROOT / "README.md"):
+        for kind, body in BLOCK.findall(page.read_text()):
+            parts = re.split(r"^\$ ", body, flags=re.MULTILINE)[1:]
+            for part in parts:
+                command, _, shown = part.replace("\\\n", "").partition("\n")
+                if command.startswith("flexcredits "):
+                    found.append((kind, " ".join(command.split()), shown))
+    return found
+
+
+def test_the_documented_commands_are_found() -> None:
+    commands = [command for _, command, _ in _documented()]
+    assert any(c.startswith("flexcredits forecast examples/daily.csv") for c in commands)
+    assert any(c.startswith("flexcredits forecast examples/history-120d.csv") for c in commands)
+    assert len(commands) >= 6
+
+
+@pytest.mark.parametrize(
+    ("kind", "command", "shown"), _documented(), ids=[c for _, c, _ in _documented()]
+)
+def test_every_documented_command_runs_on_shipped_files(
+    kind: str, command: str, shown: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = shlex.split(command)[1:]
+    if kind == "shell":  # the user's own wallet: made here, in the working directory
+        monkeypatch.chdir(tmp_path)
+        _november_wallet(tmp_path / "wallet.db")
+        if "november.jsonl" in args and args[0] == "simulate":
+            assert CliRunner().invoke(main, _export_november()).exit_code == 0
+    else:
+        monkeypatch.chdir(ROOT)
+        args = [a.replace("docs/planning-chart.svg", str(tmp_path / "chart.svg")) for a in args]
+    result = CliRunner().invoke(main, args)
+    if shown.startswith("Error: "):
+        assert result.exit_code == 1
+        assert result.output == shown
+        return
+    assert result.exit_code == 0, result.output
+    if kind == "console" and shown:
+        assert result.output == shown
+
+
+def _export_november() -> list[str]:
+    return next(shlex.split(c)[1:] for k, c, _ in _documented() if k == "shell" and "export" in c)
+
+
+def _november_wallet(path: Path) -> None:
+    clock = FakeClock(_dt.datetime(2026, 11, 3, 9, tzinfo=_dt.UTC))
+    wallet = fc.OfflineWallet(path=path, clock=clock)
+    meter = fc.Meter(wallet=wallet, clock=clock)
+    for i in range(30):
+        with fc.conversation(f"c-{i // 3}"), meter.action("answer"):
+            clock.advance(3600)
+    wallet.shutdown()
+
+
+def test_the_forecast_figures_in_the_docs_are_the_commands() -> None:
+    page = (ROOT / "docs" / "planning.md").read_text()
+    runner = CliRunner()
+    daily = runner.invoke(
+        main,
+        [
+            "forecast",
+            str(ROOT / "examples" / "daily.csv"),
+            "--balance",
+            "20000",
+            "--until",
+            "2026-07-31",
+        ],
+    )
+    history = runner.invoke(
+        main,
+        [
+            "forecast",
+            str(ROOT / "examples" / "history-120d.csv"),
+            "--model",
+            "agentforce",
+            "--balance",
+            "20000",
+        ],
+    )
+    assert daily.exit_code == 0, daily.output
+    assert history.output.splitlines()[:5] == daily.output.splitlines()[:5]
+    assert "Next 30 days: 15,435 credits at P50" in daily.output
+    assert "Balance 20,000 runs out: 2026-06-12 at P50, 2026-06-08 at P90" in daily.output
+    assert "15,435 credits over the next 30 days" in page
+    assert "run out on 2026-06-12 at median use, 2026-06-08 at P90" in page
+
+
+def test_the_long_history_is_what_its_script_writes(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "make_example_history.py"
+    module = runpy.run_path(str(script))
+    module["main"].__globals__["EXAMPLES"] = tmp_path
+    module["main"]()
+    for name in ("history-120d.csv", "daily.csv"):
+        assert (tmp_path / name).read_bytes() == (ROOT / "examples" / name).read_bytes()
+    daily = planning.read_daily(ROOT / "examples" / "daily.csv")
+    assert len(daily) == 120
+    assert (ROOT / "examples" / "history-120d.csv").stat().st_size < 200_000
