@@ -537,3 +537,15 @@ def test_the_long_history_is_what_its_script_writes(tmp_path: Path) -> None:
     daily = planning.read_daily(ROOT / "examples" / "daily.csv")
     assert len(daily) == 120
     assert (ROOT / "examples" / "history-120d.csv").stat().st_size < 200_000
+
+
+def test_a_history_row_without_a_required_field_names_the_field_alone(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"action": "a"}\n')
+    result = runner.invoke(main, ["simulate", str(path)])
+    assert result.output.startswith(f"Error: timestamp: is required ({path.name}, line 1);")
+    path.write_text('{"id": "x", "action": "a"}\n')
+    result = runner.invoke(main, ["simulate", str(path), "--format", "records"])
+    assert result.output.startswith("Error: action_type: is required (history.jsonl, line 1);")

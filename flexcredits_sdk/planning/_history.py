@@ -54,12 +54,15 @@ COLUMNS = (
 )
 _UTC = _dt.UTC
 _BLANK = object()
+_REQUIRED = "is required"
 
 
 def _fail(
     exc: _Bad, line: int, source: str, on_bad_row: Callable[[HistoryError], None] | None
 ) -> None:
     error = HistoryError(*exc.args, line=line, source=source)
+    if exc.args[2] == _REQUIRED:  # nothing was given: name the field alone
+        error.args = (f"{exc.args[0]}: {_REQUIRED} ({source}, line {line})",)
     if on_bad_row is None:
         raise error
     on_bad_row(error)
@@ -204,7 +207,12 @@ def _records(
                 record = UsageRecord.from_dict(json.loads(text))
             except ValueError as exc:
                 if isinstance(exc, ConfigurationError):
-                    raise _Bad(exc.field, exc.value, exc.reason) from None
+                    missing = exc.reason == "Field required"
+                    raise _Bad(
+                        exc.field,
+                        None if missing else exc.value,
+                        _REQUIRED if missing else exc.reason,
+                    ) from None
                 raise _Bad("row", text.strip()[:60], f"is not JSON: {exc.args[0]}") from None
             yield from rows_from_records((record,), line=line)
         except (_Bad, TypeError) as exc:
