@@ -11,6 +11,7 @@ from ._action import Action, ActionScope
 from ._context import conversation, current_action, current_conversation, current_tags, tags
 from ._default import action, configure, flush, get_meter, metered_action, shutdown
 from ._environment import (
+    ALLOW_HTTP_VARIABLE,
     API_KEY_VARIABLE,
     ENVIRONMENT_VARIABLE,
     OUTBOX_DIR_VARIABLE,
@@ -40,6 +41,7 @@ from .wallets import AsyncHttpWallet, HttpWallet, OfflineWallet, Sink, Wallet
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALLOW_HTTP_VARIABLE",
     "API_KEY_VARIABLE",
     "ENVIRONMENT_VARIABLE",
     "OUTBOX_DIR_VARIABLE",

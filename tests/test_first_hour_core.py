@@ -218,3 +218,71 @@ def test_only_functions_and_methods_are_decorated(given: Any, says: str) -> None
         with pytest.raises(fc.ConfigurationError, match=says) as info:
             decorate(given)
         assert info.value.field == "func"
+
+
+# --- 2. a wrong key or a service that is down fails at once, and exit does not wait -----------
+
+_ASK_BALANCE = """
+    import time
+    import flexcredits_sdk as fc
+
+    start = time.monotonic()
+    wallet = fc.HttpWallet({url!r}, "wrong-key")
+    fc.configure(wallet=wallet)
+    fc.metered_action(lambda: 1)()
+    try:
+        wallet.balance()
+    except fc.WalletError as exc:
+        print(f"{{time.monotonic() - start:.2f}}", exc)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("where", ["wrong key", "nothing listening"])
+def test_a_refused_key_or_connection_fails_at_once(
+    where: str, server: StubServer, tmp_path: Path
+) -> None:
+    import time
+
+    url = server.url if where == "wrong key" else f"http://127.0.0.1:{_free_port()}"
+    start = time.monotonic()
+    done = _python(_ASK_BALANCE.format(url=url), {"FLEXCREDITS_OUTBOX_DIR": str(tmp_path)})
+    took = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    asked, _, error = done.stdout.strip().partition(" ")
+    assert float(asked) < 3.0, done.stdout  # was 10 s: the question waited for delivery
+    assert took < 5.0, (took, done.stderr)  # was 15 s or more: the exit hook waited 5 s more
+    if where == "wrong key":
+        assert error == "wallet service answered 401: missing or wrong API key"
+        assert "delivery paused: wallet service at" in done.stderr
+        assert "refused the API key (401 Unauthorized)" in done.stderr
+        assert "retrying" not in done.stderr
+    else:
+        assert "Connection refused" in error
+        assert "ConnectError: [Errno 111] Connection refused" in done.stderr
+    assert "stopped without waiting" in done.stderr
+    assert done.stderr.count("stopped without waiting") == 1
+
+
+def test_exit_still_waits_for_records_really_being_delivered(
+    server: StubServer, tmp_path: Path
+) -> None:
+    done = _python(
+        f"""
+        import flexcredits_sdk as fc
+        fc.configure(wallet=fc.HttpWallet({server.url!r}, "test-key", linger=60))
+        for _ in range(5):
+            fc.metered_action(lambda: 1)()
+        """,
+        {"FLEXCREDITS_OUTBOX_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert server.stub.booked == 5

@@ -127,8 +127,9 @@ def test_service_errors_are_wallet_errors(tmp_path: Path) -> None:
         assert (info.value.status_code, info.value.code) == (503, "unavailable")
         with pytest.raises(WalletError, match="malformed"):
             wallet.grants()
-        with pytest.raises(WalletError, match="cannot reach"):
+        with pytest.raises(WalletError, match="cannot reach") as unreachable:
             wallet.usage()
+        assert str(unreachable.value).endswith(": ConnectError: no")  # the reason, not only a class
         wallet.shutdown(timeout=1)
 
 
@@ -150,10 +151,10 @@ def test_service_errors_are_wallet_errors(tmp_path: Path) -> None:
 )
 def test_https_is_required_except_for_loopback(url: Any, ok: bool) -> None:
     if ok:
-        HttpWallet(url, durability="memory").shutdown(timeout=0)
+        HttpWallet(url, "k", durability="memory").shutdown(timeout=0)
     else:
         with pytest.raises(ConfigurationError) as info:
-            HttpWallet(url, durability="memory")
+            HttpWallet(url, "k", durability="memory")
         assert info.value.field == "url"
 
 
@@ -229,7 +230,7 @@ async def test_the_async_wallet_answers_without_blocking(
 async def test_the_async_wallet_accepts_an_async_client() -> None:
     stub = StubWallet(api_key=None)
     client = httpx.AsyncClient(transport=httpx.MockTransport(stub))
-    wallet = AsyncHttpWallet("https://wallet.test", client=client, durability="memory")
+    wallet = AsyncHttpWallet("https://wallet.test", "k", client=client, durability="memory")
     assert (await wallet.balance()).credits == 0
     await wallet.ashutdown(timeout=1)
     await client.aclose()
@@ -239,3 +240,43 @@ def test_the_async_wallet_refuses_a_sync_client() -> None:
     with pytest.raises(ConfigurationError) as info:
         AsyncHttpWallet("http://127.0.0.1:1", client=httpx.Client())  # type: ignore[arg-type]
     assert info.value.field == "client"
+
+
+def test_an_unknown_option_lists_the_options_and_the_closest() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        HttpWallet("http://127.0.0.1:1", batch_size=10)
+    message = str(info.value)
+    assert message.startswith("batch_size=10: is not an option (did you mean ")
+    assert "'max_batch_records'" in message
+    assert "the options are allow_http, api_key, block_timeout, client," in message
+
+
+@pytest.mark.parametrize("url", ["https://wallet.example.com", "http://wallet:8080"])
+def test_a_remote_service_needs_a_key(url: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        HttpWallet(url, durability="memory", allow_http=True)
+    assert info.value.field == "api_key"
+    assert "FLEXCREDITS_API_KEY" in str(info.value)
+
+
+def test_a_loopback_service_may_run_without_a_key() -> None:
+    for url in ("http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"):
+        HttpWallet(url, durability="memory").shutdown(timeout=0)
+
+
+def test_plain_http_to_an_internal_host_needs_an_opt_in(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigurationError, match="allow_http=True or FLEXCREDITS_ALLOW_HTTP=1"):
+        HttpWallet("http://wallet:8080", "k", durability="memory")
+    with caplog.at_level("WARNING", logger="flexcredits_sdk"):
+        HttpWallet("http://wallet:8080", "k", durability="memory", allow_http=True).shutdown(0)
+        monkeypatch.setenv("FLEXCREDITS_ALLOW_HTTP", "1")
+        HttpWallet("http://wallet.internal:8080", "k", durability="memory").shutdown(0)
+    said = [r.getMessage() for r in caplog.records if "plain http" in r.getMessage()]
+    assert len(said) == 2
+    assert "plain http to wallet is allowed" in said[0]
+    assert "unencrypted" in said[0]
+    with pytest.raises(ConfigurationError) as info:
+        HttpWallet("http://wallet:8080", "k", durability="memory", allow_http="yes")
+    assert info.value.field == "allow_http"

@@ -31,6 +31,11 @@ class Status:
         self.sent = self.duplicates = self.rejected = self.dropped = 0
         self.last_error: str | None = None
         self.failing = False
+        #: Why delivery cannot go on now, or ``None``: the service refused the API key (401,
+        #: 403) or no connection could be made. A flush stops waiting, and a shutdown stops
+        #: retrying, while it is set; the next answer of the service clears it.
+        self.blocked: str | None = None
+        self.stop_said = False  # whether a stop without waiting was logged
 
 
 class Sender:
@@ -104,6 +109,13 @@ class Sender:
                     self._on_key(False)
                 status.last_error = exc.reason
                 source.release(chunks)
+                if status.blocked is not None and not status.stop_said:
+                    status.stop_said = True
+                    logger.warning(
+                        "flexcredits delivery stopped without waiting (%s): undelivered records "
+                        "stay in the outbox for the next process",
+                        exc.reason,
+                    )
                 return False
             finally:
                 self._renewed.pop(batch_id, None)
@@ -126,7 +138,12 @@ class Sender:
         self._renewed.setdefault(batch_id, now)
         ids = [record_id for chunk in chunks for record_id in chunk.ids]
         bodies = [body for chunk in chunks for body in chunk.bodies]
-        outcome = self._post(ids, bodies, batch_id)
+        try:
+            outcome = self._post(ids, bodies, batch_id)
+        except DeliveryRetry as exc:
+            self._status.blocked = exc.reason if exc.paused or exc.unreachable else None
+            raise
+        self._status.blocked = None
         if not outcome.done and not outcome.rejected:
             raise DeliveryRetry("the wallet service acknowledged no record of the batch")
         return outcome
@@ -215,7 +232,16 @@ class Sender:
         self._status.last_error = reason
         level = logging.DEBUG if self._status.failing else logging.WARNING
         self._status.failing = True
-        logger.log(level, "flexcredits delivery failed (%s); retrying", reason)
+        if isinstance(exc, DeliveryRetry) and exc.paused:
+            logger.log(
+                level,
+                "flexcredits delivery paused: %s; every record is kept, and sending is tried "
+                "again every %ss and before each question to the wallet",
+                reason,
+                self._pause_interval,
+            )
+        else:
+            logger.log(level, "flexcredits delivery failed (%s); retrying", reason)
 
 
 def _merged(outcomes: list[IngestOutcome]) -> IngestOutcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,8 @@ __all__ = ["Senders"]
 
 logger = logging.getLogger("flexcredits_sdk")
 
+#: Seconds between looks at whether delivery is blocked, while a flush waits.
+_BLOCKED_POLL = 0.05
 #: Seconds between recounts of the outbox files' records (other processes add to them).
 _REFRESH_EVERY = 5.0
 
@@ -94,13 +97,24 @@ class Senders:
         with self._cond:
             self._asked += 1
             ticket = self._asked
+        self._status.blocked = None  # a retry waiting for its turn is tried at once
+        self._halt.set()
         self._wake.set()
         return ticket
 
     def wait(self, ticket: int, timeout: float | None) -> bool:
-        """Wait until a round asked for with `ticket` (or later) delivered everything."""
+        """Wait until a round asked for with `ticket` (or later) delivered everything; stop
+        waiting (False) as soon as delivery is blocked (see `Status.blocked`)."""
+        end = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            return self._cond.wait_for(lambda: self._answered >= ticket, timeout)
+            while self._answered < ticket:
+                if self._status.blocked is not None:
+                    return False
+                left = _BLOCKED_POLL if end is None else min(_BLOCKED_POLL, end - time.monotonic())
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
 
     def stop(self, deadline: float) -> None:
         """Stop the threads; retries end at `deadline` (monotonic seconds)."""
@@ -114,7 +128,9 @@ class Senders:
         process that made these threads."""
         if self._pid != os.getpid():
             return True
-        return self.deadline is not None and self._clock() >= self.deadline
+        return self.deadline is not None and (
+            self._clock() >= self.deadline or self._status.blocked is not None
+        )
 
     # --- the sending threads ------------------------------------------------------------------
 
@@ -193,11 +209,15 @@ class Senders:
             return
         end = self._clock() + seconds
         while True:
+            if self.should_stop():
+                return
             now = self._clock()
             left = end - now
             if self.deadline is not None:
                 left = min(left, self.deadline - now)
             if left <= 0:
                 return
-            self._halt.wait(left)
-            self._halt.clear()
+            if self._halt.wait(left):
+                self._halt.clear()
+                if not self._stopping:
+                    return  # a flush asked: try again now

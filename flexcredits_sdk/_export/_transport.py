@@ -10,6 +10,7 @@ import email.utils
 import gzip
 import hashlib
 import ipaddress
+import logging
 import os
 import time
 import uuid
@@ -20,22 +21,27 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from .._environment import ALLOW_HTTP_VARIABLE
 from .._exceptions import ConfigurationError, WalletError
 from .._wire import API_VERSION, ErrorResponse, IngestResponse, RecordResult
 
 __all__ = [
     "BatchTooLarge",
+    "is_loopback",
     "DeliveryRetry",
     "IngestOutcome",
     "Transport",
     "check_url",
     "error_from_response",
     "parse_retry_after",
+    "reason_of",
 ]
 
 _RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 _PAUSE_STATUS = frozenset({401, 403})
 _USER_AGENT = "flexcredits-sdk-python"
+
+logger = logging.getLogger("flexcredits_sdk")
 
 
 class DeliveryRetry(Exception):
@@ -46,6 +52,7 @@ class DeliveryRetry(Exception):
         retry_after: Seconds the service asked to wait, if it did.
         paused: The service refused the credentials; delivery waits longer between attempts.
         unauthorized: The service does not know the API key (401).
+        unreachable: No connection could be made (refused, no route, no such host).
     """
 
     def __init__(
@@ -55,11 +62,13 @@ class DeliveryRetry(Exception):
         retry_after: float | None = None,
         paused: bool = False,
         unauthorized: bool = False,
+        unreachable: bool = False,
     ) -> None:
         self.reason = reason
         self.retry_after = retry_after
         self.paused = paused
         self.unauthorized = unauthorized
+        self.unreachable = unreachable
         super().__init__(reason)
 
 
@@ -86,7 +95,8 @@ class IngestOutcome:
     resend: set[str] = field(default_factory=set)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -95,8 +105,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_url(url: Any) -> httpx.URL:
-    """Return the wallet service's base URL, refusing plain HTTP except to loopback hosts.
+def check_url(url: Any, *, allow_http: bool = False) -> httpx.URL:
+    """Return the wallet service's base URL, refusing plain HTTP except to loopback hosts
+    (or anywhere with `allow_http`, which logs a warning).
 
     Raises:
         ConfigurationError: The URL is not a string, not absolute, or plain HTTP elsewhere.
@@ -109,13 +120,30 @@ def check_url(url: Any) -> httpx.URL:
         raise ConfigurationError("url", url, f"is not a URL ({exc})") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigurationError("url", url, "must be an absolute http(s) URL")
-    if parsed.scheme == "http" and not _is_loopback(parsed.host):
-        raise ConfigurationError(
-            "url", url, "must use https (plain http is allowed for loopback hosts only)"
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
+        if not allow_http:
+            raise ConfigurationError(
+                "url",
+                url,
+                "must use https: plain http is allowed for loopback hosts only, unless you "
+                f"allow it (allow_http=True or {ALLOW_HTTP_VARIABLE}=1) for a service on a "
+                "private network, such as a docker-compose or Kubernetes service name",
+            )
+        logger.warning(
+            "flexcredits: plain http to %s is allowed (allow_http): the API key and the "
+            "records travel unencrypted",
+            parsed.host,
         )
     if parsed.userinfo:
         raise ConfigurationError("url", url, "must not carry credentials; pass api_key")
     return parsed.copy_with(path=parsed.path.rstrip("/"), query=None, fragment=None)
+
+
+def reason_of(exc: BaseException) -> str:
+    """Return why a request failed: the error's class and its reason, e.g.
+    ``ConnectError: [Errno 111] Connection refused``."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -275,9 +303,12 @@ class Transport:
         try:
             response = self.client.post(self.endpoint("records"), content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            raise DeliveryRetry(f"timed out: {type(exc).__name__}") from None
+            raise DeliveryRetry(f"timed out: {reason_of(exc)}") from None
         except httpx.TransportError as exc:
-            raise DeliveryRetry(f"cannot reach the wallet service: {type(exc).__name__}") from None
+            raise DeliveryRetry(
+                f"cannot reach the wallet service at {self.url}: {reason_of(exc)}",
+                unreachable=isinstance(exc, httpx.ConnectError),
+            ) from None
         return self._classify(ids, response)
 
     def _classify(self, ids: Sequence[str], response: httpx.Response) -> IngestOutcome:
@@ -291,8 +322,8 @@ class Transport:
             raise BatchTooLarge(str(error_from_response(response)))
         if status in _PAUSE_STATUS:
             raise DeliveryRetry(
-                f"wallet service refused the credentials ({status}); delivery is paused and "
-                "every record is kept",
+                f"wallet service at {self.url} refused the API key ({status} "
+                f"{response.reason_phrase})",
                 paused=True,
                 unauthorized=status == 401,
             )

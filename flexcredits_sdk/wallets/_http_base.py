@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import hashlib
 import json
 import os
@@ -14,11 +15,16 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from .._environment import API_KEY_VARIABLE, OUTBOX_DIR_VARIABLE, URL_VARIABLE
+from .._environment import (
+    ALLOW_HTTP_VARIABLE,
+    API_KEY_VARIABLE,
+    OUTBOX_DIR_VARIABLE,
+    URL_VARIABLE,
+)
 from .._exceptions import ConfigurationError, WalletError
 from .._export import DeadLetter, Exporter, Transport, check_url, default_outbox_dir
 from .._export._settings import ExportSettings
-from .._export._transport import error_from_response
+from .._export._transport import error_from_response, is_loopback, reason_of
 from .._models import validation_error
 from .._paging import Position, encode_cursor
 from .._records import UsageRecord
@@ -52,6 +58,27 @@ def _outbox_files(
     return directory / f"outbox-{digest}.sqlite3", directory / f"outbox-{earlier}.sqlite3"
 
 
+#: The arguments of `HttpWallet` that are not `ExportSettings`.
+_ARGUMENTS = (
+    "url",
+    "api_key",
+    "outbox_dir",
+    "on_rejected",
+    "client",
+    "sleep",
+    "clock",
+    "allow_http",
+)
+
+
+def _not_an_option(name: str) -> str:
+    """Say that `name` is not an argument of the wallet, with the closest ones and the list."""
+    options = sorted((*_ARGUMENTS, *ExportSettings.names()))
+    close = difflib.get_close_matches(name, options, n=2, cutoff=0.5)
+    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+    return f"is not an option{hint}; the options are {', '.join(options)}"
+
+
 def _params(query: BaseModel) -> dict[str, Any]:
     """Return a query model as query parameters (unset ones left out)."""
     return query.model_dump(mode="json", exclude_none=True)
@@ -77,20 +104,33 @@ class HttpWalletBase:
         exporter_client: httpx.Client | Callable[[], httpx.Client] | None = None,
         sleep: Callable[[float], Any] | None = None,
         clock: Callable[[], float] | None = None,
+        allow_http: bool | None = None,
         **settings: Any,
     ) -> None:
+        unknown = sorted(settings.keys() - ExportSettings.names())
+        if unknown:
+            raise ConfigurationError(unknown[0], settings[unknown[0]], _not_an_option(unknown[0]))
         if url is None:
             url = os.environ.get(URL_VARIABLE)
             if url is None:
                 raise ConfigurationError("url", None, f"pass a URL or set {URL_VARIABLE}")
-        self._url = check_url(url)
+        if allow_http is None:
+            allow_http = os.environ.get(ALLOW_HTTP_VARIABLE, "").strip() == "1"
+        elif not isinstance(allow_http, bool):
+            raise ConfigurationError("allow_http", allow_http, "must be True or False")
+        self._url = check_url(url, allow_http=allow_http)
         if api_key is None:
             api_key = os.environ.get(API_KEY_VARIABLE) or None
         if api_key is not None and (not isinstance(api_key, str) or not api_key.isprintable()):
             raise ConfigurationError("api_key", "***", "must be a printable string")
-        unknown = sorted(settings.keys() - ExportSettings.names())
-        if unknown:
-            raise ConfigurationError(unknown[0], settings[unknown[0]], "is not an option")
+        if api_key is None and not is_loopback(self._url.host):
+            raise ConfigurationError(
+                "api_key",
+                None,
+                f"the wallet service at {self.url} needs an API key: pass api_key= or set "
+                f"{API_KEY_VARIABLE} (only a service on this machine, a loopback URL, may run "
+                "without one)",
+            )
         options = ExportSettings(**settings)
         if on_rejected is not None and not callable(on_rejected):
             raise ConfigurationError("on_rejected", on_rejected, "must be callable")
@@ -256,7 +296,7 @@ class HttpWalletBase:
             ) from None
 
     def _unreachable(self, exc: httpx.HTTPError) -> WalletError:
-        return WalletError(f"cannot reach the wallet service at {self.url}: {type(exc).__name__}")
+        return WalletError(f"cannot reach the wallet service at {self.url}: {reason_of(exc)}")
 
 
 def page(params: dict[str, Any], position: Position | None, size: int) -> dict[str, Any]:
