@@ -296,3 +296,34 @@ def test_every_worker_answers_for_all_of_them(tmp_path: Path) -> None:
             accepted.add(value(samples, "flexcredits_wallet_records_total", result="accepted"))
             assert value(samples, "flexcredits_wallet_balance_credits") == 10_000 - 120
         assert accepted == {12}
+
+
+def test_a_grant_that_would_expire_before_it_is_made_is_refused(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    assert wallet(tmp_path, home, "create-tenant", "acme").returncode == 0
+    past = wallet(tmp_path, home, "grant", "acme", "100", "--expires", "2020-01-01")
+    assert past.returncode != 0
+    assert "expires_at='2020-01-01T00:00:00+00:00': must be in the future" in past.stderr
+    assert "Traceback" not in past.stderr
+    later = wallet(tmp_path, home, "grant", "acme", "100", "--expires", "2999-01-01")
+    assert later.returncode == 0, later.stderr
+    assert later.stdout.rstrip().endswith("balance 100")  # the refused grant added nothing
+
+
+def test_the_api_refuses_a_grant_that_would_expire_before_it_is_made(
+    server: ServerProcess,
+) -> None:
+    key = server.tenant("expiring")
+    with server.client(ADMIN_KEY) as admin:
+        refused = admin.post(
+            "/v1/grants",
+            params={"tenant": "expiring"},
+            json={"credits": 100, "expires_at": "2020-01-01T00:00:00Z"},
+        )
+    with server.client(key) as client:
+        balance = client.get("/v1/balance")
+    assert refused.status_code == 422
+    assert "expires_at='2020-01-01T00:00:00+00:00': must be in the future" in refused.text
+    assert balance.status_code == 200, balance.text
+    assert balance.json()["credits"] in (0, "0")

@@ -231,8 +231,15 @@ class WalletStore:
         priority: int = 1,
         expires_ns: int | None = None,
     ) -> GrantInfo:
-        """Add a grant to the tenant's wallet."""
+        """Add a grant to the tenant's wallet.
+
+        Raises:
+            ConfigurationError: `expires_ns` is not in the future (the grant would be void).
+        """
         now = self.clock()
+        if expires_ns is not None and expires_ns <= now:
+            when = ns_to_datetime(expires_ns).isoformat()
+            raise ConfigurationError("expires_at", when, "must be in the future")
 
         def change(ledger: Ledger) -> tuple[GrantInfo, list[Alert]]:
             return ledger.grant(
