@@ -12,7 +12,6 @@ sink and tells the observers. Pricing is looked up once per decorated function (
 
 from __future__ import annotations
 
-import atexit
 import functools
 import inspect
 import logging
@@ -30,7 +29,7 @@ from ._environment import ENVIRONMENT_VARIABLE, URL_VARIABLE
 from ._exceptions import ActionRefused, ConfigurationError, UnknownEnvironment
 from ._observer import Observer
 from ._pricing import RateCard, warn_if_unlisted
-from ._process import METERS, LockedAcrossFork, at_fork
+from ._process import METERS, LockedAcrossFork, at_exit, at_fork
 from ._records import UsageRecord
 from ._telemetry import SpanMode, check_metric_tags, check_spans
 from ._validate import MAX_TAGS, check_name, check_tags, check_units
@@ -146,7 +145,7 @@ class _Engine(LockedAcrossFork):
     @property
     def observers(self) -> tuple[Observer, ...]:
         """The observers registered with this meter, in the order they are called."""
-        return self._observers
+        return tuple(o for o in self._observers if not isinstance(o, _MemoryNotice))
 
     # --- the engine ---------------------------------------------------------------------------
 
@@ -468,8 +467,9 @@ class Meter(_Engine):
         from .wallets._offline import OfflineWallet
 
         self._memory_wallet = memory = OfflineWallet(rate_card=rate_card)
-        self.add_observer(_MemoryNotice(self))
-        atexit.register(_memory_at_exit, weakref.ref(self))
+        self._memory_notice = notice = _MemoryNotice(self)
+        self.add_observer(notice)
+        at_exit(notice)
         return memory
 
     def stats(self) -> MeterStats:
@@ -666,7 +666,10 @@ def default_meter() -> Meter:
 
 
 class _MemoryNotice:
-    """Says once, at a meter's first action, that its records are kept in memory only."""
+    """Says once, at a meter's first action, that its records are kept in memory only; and at
+    exit (through `_process.at_exit`), how many were kept only there and are lost."""
+
+    exit_timeout = 0.0
 
     def __init__(self, meter: Meter) -> None:
         self._meter = weakref.ref(meter)
@@ -692,22 +695,19 @@ class _MemoryNotice:
                 URL_VARIABLE,
             )
 
-
-def _memory_at_exit(meter_ref: weakref.ref[Meter]) -> None:
-    """At exit: say how many records a meter kept only in memory (they are lost now)."""
-    meter = meter_ref()
-    wallet: Any = meter._memory_wallet if meter is not None else None
-    if wallet is None:
-        return
-    try:
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Say how many records the meter kept only in memory (they are lost now)."""
+        meter = self._meter()
+        wallet: Any = meter._memory_wallet if meter is not None else None
+        if wallet is None:
+            return True
         rows = wallet.usage()
-    except Exception:  # pragma: no cover - never fail interpreter exit
-        return
-    if rows and rows[0].records:
-        logger.warning(
-            "flexcredits: %d records (%s credits) were kept only in memory and are lost at "
-            "exit; configure a wallet (a file: OfflineWallet(path=...), or a wallet service) "
-            "to keep them",
-            rows[0].records,
-            rows[0].credits,
-        )
+        if rows and rows[0].records:
+            logger.warning(
+                "flexcredits: %d records (%s credits) were kept only in memory and are lost at "
+                "exit; configure a wallet (a file: OfflineWallet(path=...), or a wallet service) "
+                "to keep them",
+                rows[0].records,
+                rows[0].credits,
+            )
+        return True
