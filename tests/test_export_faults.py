@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import socket
@@ -430,6 +431,30 @@ def test_two_wallets_sharing_an_outbox_send_each_record_once(
     assert {r.id for r in server.stub.wallet.records()} == {r.id for r in records}
     assert one.stats()["duplicates"] + two.stats()["duplicates"] == 0
     assert one.stats()["sent"] + two.stats()["sent"] == 1400
+
+
+def test_a_flush_waits_for_records_another_process_has_in_flight(
+    server: StubServer, make_wallet: Any
+) -> None:
+    down = make_wallet(server.url, timeout=0.2)
+    server.stub.api_key = "not yet"  # the first process cannot send: its records stay on disk
+    records = _submit(down, 30)
+    assert not down.shutdown(timeout=2)
+    server.stub.api_key = KEY
+    assert down.outbox_path is not None
+    other = SqliteOutbox(down.outbox_path, owner="another-process", key=_key_id(KEY))
+    claimed = other.claim(10_000, 10**9, 10**9)  # as a live process sending them would
+    assert sum(len(chunk.ids) for chunk in claimed) == 30
+    wallet = make_wallet(server.url)
+    assert not wallet.flush(timeout=1.5)  # they are not delivered yet: no false "all sent"
+    other.release(claimed)  # that process gave up (or its lease ran out)
+    other.close()
+    assert wallet.flush(timeout=10)
+    assert {r.id for r in server.stub.wallet.records()} == {r.id for r in records}
+
+
+def _key_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def test_a_failing_on_rejected_callback_is_contained(

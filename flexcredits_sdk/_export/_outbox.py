@@ -221,6 +221,9 @@ class Outbox(Protocol):
     def count(self) -> int:
         """Return how many records wait (claimed or not)."""
 
+    def left_upto(self, upto: int) -> int:
+        """Return how many records wait in chunks with ``seq <= upto`` (claimed or not)."""
+
     def key_refused(self, refused: bool) -> None:
         """Say whether the service refuses the API key records are sent with."""
 
@@ -302,6 +305,10 @@ class MemoryOutbox:
 
     def count(self) -> int:
         return self._count
+
+    def left_upto(self, upto: int) -> int:
+        with self._lock:
+            return sum(len(chunk.ids) for seq, chunk in self._chunks.items() if seq <= upto)
 
     def key_refused(self, refused: bool) -> None:
         return None

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._outbox import Outbox
 from ._outboxes import Outboxes
 from ._sender import Sender, Status
 from ._settings import ExportSettings
@@ -155,13 +156,17 @@ class Senders:
         with self._cond:
             ticket = self._asked
         self._last_round = self._clock()
-        if not self._send_all():
+        sent = self._send_all()
+        if sent is None:
             return False
         with self._cond:  # batches other threads still have in flight
             while self._inflight and not self.should_stop():
                 self._cond.wait(self._settings.commit_interval)
             if self._inflight:
                 return False
+        if any(source.left_upto(upto) for source, upto in sent):
+            return False  # another process has them in flight, or its claim has yet to expire
+        with self._cond:
             self._answered = max(self._answered, ticket)
             self._cond.notify_all()
         return True
@@ -176,15 +181,17 @@ class Senders:
             pending > 0 and now - self._last_round >= self._settings.linger
         )
 
-    def _send_all(self) -> bool:
-        """Claim and send batches until none is left; return False if stopped early, or if
-        this process may not send."""
+    def _send_all(self) -> list[tuple[Outbox, int]] | None:
+        """Claim and send batches until none is left; return each outbox with the last chunk
+        it was sent up to, or ``None`` if stopped early or if this process may not send."""
         refusal = self._transport.refusal
         if refusal is not None:
             self._status.last_error = refusal
-            return False
+            return None
+        sent: list[tuple[Outbox, int]] = []
         for source in self._boxes.sources():
             upto = source.last_seq()
+            sent.append((source, upto))
             while True:
                 with self._cond:
                     self._inflight += 1
@@ -194,13 +201,13 @@ class Senders:
                     if not chunks:
                         break
                     if not self.sender.send(source, chunks):
-                        return False
+                        return None
                 finally:
                     with self._cond:
                         self._inflight -= 1
                         self._cond.notify_all()
                 self._after_batch()
-        return True
+        return sent
 
     def _sleep(self, seconds: float) -> None:
         """Wait before a retry; a shutdown cuts the wait short at its deadline."""

@@ -330,6 +330,14 @@ class SqliteOutbox:
         self._count = int(count)
         self._seq = max(self._seq, int(seq))
 
+    def left_upto(self, upto: int) -> int:
+        with self.lock:
+            (count,) = self._conn.execute(
+                f"SELECT coalesce(sum(records), 0) FROM chunks c WHERE seq <= ? AND {_MINE}",
+                (upto, self.key),
+            ).fetchone()
+        return int(count)
+
     def others(self) -> int:
         """Return how many records wait for a process with another API key."""
         with self.lock:
