@@ -70,8 +70,24 @@ class ConfigurationError(FlexCreditsError, ValueError):
         super().__init__(f"{field}={_show(value)}: {reason}")
 
 
+class MissingField(ConfigurationError):
+    """A required field is absent: the message names its path, as there is no value to show.
+
+    Attributes:
+        field: The field's path, e.g. ``allotments.0.credits``.
+    """
+
+    def __init__(self, field: str, reason: str = "is required") -> None:
+        super().__init__(field, None, reason)
+        self.args = (f"{field}: {reason}",)
+
+
 class RateCardError(ConfigurationError):
     """A rate card, or the file it was loaded from, is malformed."""
+
+
+class MissingRateCardField(MissingField, RateCardError):
+    """A required field of a rate card is absent."""
 
 
 class UnknownActionType(ConfigurationError, LookupError):

@@ -11,14 +11,20 @@ import json
 import logging
 import math
 import threading
-import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ._exceptions import ConfigurationError, RateCardError, UnknownActionType, UnknownEnvironment
+from ._exceptions import (
+    ConfigurationError,
+    MissingRateCardField,
+    RateCardError,
+    UnknownActionType,
+    UnknownEnvironment,
+)
+from ._files import in_file, load_table, parse_table
 from ._validate import not_a_number
 
 __all__ = ["Credits", "Money", "RateCard", "to_exact", "warn_if_unlisted"]
@@ -109,6 +115,8 @@ EnvironmentPrices = dict[Annotated[str, Field(min_length=1)], Credits]
 def _rate_card_error(exc: ValidationError, data: Any) -> RateCardError:
     first = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"]) or "rate_card"
+    if first["type"] == "missing":
+        return MissingRateCardField(field)
     cause = first.get("ctx", {}).get("error")
     reason = cause.reason if isinstance(cause, ConfigurationError) else first["msg"]
     return RateCardError(field, first.get("input", data), reason)
@@ -286,33 +294,27 @@ class RateCard(BaseModel):
         """Parse a rate card from JSON or TOML text.
 
         Raises:
-            RateCardError: The text does not parse, or a field is missing or wrong.
+            RateCardError: The text does not parse (naming the line), or a field is wrong.
+            MissingRateCardField: A required field is absent (naming its path).
         """
-        try:
-            data = json.loads(text) if format == "json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise RateCardError(
-                "rate_card", text[:60], f"is not valid {format.upper()}: {exc}"
-            ) from None
-        if not isinstance(data, dict):
-            raise RateCardError("rate_card", data, "must be a JSON object or TOML table")
-        return cls(**data)
+        return cls(**parse_table(text, format, None, "rate_card"))
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """Load a rate card from a ``.json`` or ``.toml`` file.
 
         Raises:
-            RateCardError: The file has another suffix, does not parse, or a field is wrong.
+            RateCardError: The file has another suffix, does not parse, or a field is wrong;
+                the message names the file (and the line, when it does not parse).
+            MissingRateCardField: A required field is absent (naming its path and the file).
             OSError: The file cannot be read.
         """
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".json", ".toml"):
-            raise RateCardError("path", str(path), "must end in .json or .toml")
-        return cls.loads(
-            path.read_text(encoding="utf-8"), format="json" if suffix == ".json" else "toml"
-        )
+        data = load_table(path, "rate_card")
+        try:
+            return cls(**data)
+        except ConfigurationError as exc:
+            raise in_file(exc, str(path)) from None
 
     def dumps(self, format: Literal["json", "toml"] = "json") -> str:
         """Return the rate card as JSON or TOML text that `loads` reads back unchanged."""

@@ -17,8 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,11 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from .._exceptions import (
     ConfigurationError,
+    MissingField,
     RateCardError,
     UnknownActionType,
     UnknownEnvironment,
     UnpricedAction,
 )
+from .._files import in_file, load_table, parse_table
 from .._pricing import Money, RateCard
 
 __all__ = [
@@ -269,18 +269,6 @@ _ADAPTER: TypeAdapter[CreditPlan | PerConversation | PerResolution | PerTicket] 
 )
 
 
-class MissingField(ConfigurationError):
-    """A required field is absent: the message names its path, as there is no value to show.
-
-    Attributes:
-        field: The field's path, e.g. ``allotments.0.credits``.
-    """
-
-    def __init__(self, field: str, reason: str = "is required") -> None:
-        super().__init__(field, None, reason)
-        self.args = (f"{field}: {reason}",)
-
-
 def _error(exc: ValidationError, data: Any) -> ConfigurationError:
     """Return the first problem of `exc` as a `ConfigurationError` naming its full field path.
 
@@ -313,58 +301,6 @@ def _error(exc: ValidationError, data: Any) -> ConfigurationError:
     return ConfigurationError(".".join(parts) or "model", first.get("input", data), reason)
 
 
-def _parse(
-    text: str, format: Literal["json", "toml"], source: str | None, field: str = "model"
-) -> dict[str, Any]:
-    """Return the table a JSON or TOML text holds; errors name the file (`source`) and line.
-
-    Raises:
-        ConfigurationError: The text does not parse or holds no table.
-    """
-    try:
-        data = json.loads(text) if format == "json" else tomllib.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno}, column {exc.colno}"
-        raise _not_valid(text, format, source, exc.msg, where, field) from None
-    except tomllib.TOMLDecodeError as exc:
-        found = _TOML_WHERE.search(str(exc))
-        message = str(exc)[: found.start()] if found else str(exc)
-        where = f"line {found[1]}, column {found[2]}" if found else ""
-        raise _not_valid(text, format, source, message, where, field) from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(
-            field, source or data, "must be a JSON object or TOML table" + _place(source)
-        )
-    return data
-
-
-_TOML_WHERE = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
-
-
-def _place(source: str | None, where: str = "") -> str:
-    inside = ", ".join(part for part in (source, where) if part)
-    return f" ({inside})" if inside else ""
-
-
-def _not_valid(
-    text: str, format: str, source: str | None, message: str, where: str, field: str
-) -> ConfigurationError:
-    return ConfigurationError(
-        field,
-        source or text[:60],
-        f"is not valid {format.upper()}: {message.strip()}{_place(source, where)}",
-    )
-
-
-def in_file(exc: ConfigurationError, source: str) -> ConfigurationError:
-    """Return the same error with the file it came from named at the end."""
-    if isinstance(exc, MissingField) or exc.reason == "Field required":
-        reason = exc.reason if isinstance(exc, MissingField) else "is required"
-        return MissingField(exc.field, f"{reason}{_place(source)}")
-    kind = RateCardError if isinstance(exc, RateCardError) else ConfigurationError
-    return kind(exc.field, exc.value, f"{exc.reason}{_place(source)}")
-
-
 def loads_model(
     text: str, format: Literal["json", "toml"] = "json"
 ) -> CreditPlan | PerConversation | PerResolution | PerTicket:
@@ -374,7 +310,7 @@ def loads_model(
         ConfigurationError: The text does not parse (with its line), or a field is missing
             (`MissingField`, naming its path) or wrong (a `RateCardError` for a bad rate card).
     """
-    return _validate(_parse(text, format, None))
+    return _validate(parse_table(text, format, None, "model"))
 
 
 def _validate(data: dict[str, Any]) -> CreditPlan | PerConversation | PerResolution | PerTicket:
@@ -393,30 +329,11 @@ def load_model(path: str | Path) -> CreditPlan | PerConversation | PerResolution
         OSError: The file cannot be read.
     """
     path = Path(path)
-    data = load_table(path)
+    data = load_table(path, "model")
     try:
         return _validate(data)
     except ConfigurationError as exc:
         raise in_file(exc, str(path)) from None
-
-
-def load_table(path: Path, field: str = "model") -> dict[str, Any]:
-    """Return the table a ``.json`` or ``.toml`` file holds (a model's or a rate card's).
-
-    Args:
-        path: The file.
-        field: What the file holds, named in errors.
-
-    Raises:
-        ConfigurationError: The suffix is neither, or the file does not parse (naming the file
-            and the line).
-        OSError: The file cannot be read.
-    """
-    suffix = path.suffix.lower()
-    if suffix not in (".json", ".toml"):
-        raise ConfigurationError("path", str(path), "must end in .json or .toml")
-    text = path.read_text(encoding="utf-8")
-    return _parse(text, "json" if suffix == ".json" else "toml", str(path), field)
 
 
 def dump_model(

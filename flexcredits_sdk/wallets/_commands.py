@@ -21,7 +21,7 @@ from typing import IO, Any, TypeVar
 import click
 
 from .._environment import API_KEY_VARIABLE, URL_VARIABLE
-from .._exceptions import ConfigurationError, FlexCreditsError
+from .._exceptions import FlexCreditsError
 from .._format import credits_text, money_text
 from .._pricing import RateCard
 from .._records import UsageRecord
@@ -112,13 +112,7 @@ def _rate_card(path: Path) -> RateCard:
     Raises:
         ConfigurationError: The file does not parse or holds a bad rate card.
     """
-    from ..planning._plans import in_file, load_table
-
-    data = load_table(path, "rate_card")
-    try:
-        return RateCard(**data)
-    except ConfigurationError as exc:
-        raise in_file(exc, str(path)) from None
+    return RateCard.load(path)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], out: IO[str]) -> None:
