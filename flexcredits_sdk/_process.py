@@ -82,9 +82,11 @@ class LockedAcrossFork:
 
 
 def _before_fork() -> None:
-    _HELD[:] = [obj for objects in _FORK_AWARE for obj in list(objects)]
-    for obj in _HELD:
-        obj.before_fork()
+    _HELD.clear()
+    for objects in _FORK_AWARE:  # by rank, each rank listed when its turn comes: an object of
+        for obj in list(objects):  # a lower rank may finish making one of a higher rank
+            obj.before_fork()
+            _HELD.append(obj)
 
 
 def _after_fork_in_parent() -> None:

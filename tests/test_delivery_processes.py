@@ -3,6 +3,7 @@ against a real wallet service: every record metered is booked, once."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from server_fixtures import ServerProcess, running_server
 
 AGENT = str(Path(__file__).with_name("process_agent.py"))
 
-pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,43 @@ def test_spawned_pool_workers_deliver_before_they_end(
     key, lines = run_agent(wallet_service, tmp_path, "pool-spawn", 20)
     assert metered(lines) == 2_000
     assert booked(wallet_service, key) == 2_000
+
+
+FORK_DURING_BUILD = """
+import os, sys, time, warnings
+import flexcredits_sdk as fc
+meter = fc.Meter()  # FLEXCREDITS_URL is set: the wallet is built on a thread of its own
+with meter.action("answer"):
+    pass
+warnings.simplefilter("ignore", DeprecationWarning)
+pid = os.fork()  # most likely while that thread is still building the wallet
+if pid == 0:
+    meter.flush(timeout=2)
+    os._exit(0)
+for _ in range(200):
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.1)
+os.kill(pid, 9)
+sys.exit("the child hung")
+"""
+
+
+def test_a_fork_while_the_environments_wallet_is_being_built_does_not_hang_the_child(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "FLEXCREDITS_URL": "http://127.0.0.1:9",  # nothing listens there
+        "FLEXCREDITS_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    for _ in range(3):
+        run = subprocess.run(
+            [sys.executable, "-c", FORK_DURING_BUILD],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr[-2000:]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .._process import at_exit
+from .._process import WALLETS, at_exit, at_fork
 from .._records import UsageRecord
 from ._http_base import URL_VARIABLE
 
@@ -52,6 +52,7 @@ class EnvWallet:
         self._built = threading.Event()
         self._lock = threading.Lock()
         at_exit(self)
+        at_fork(self, WALLETS)
 
     def __repr__(self) -> str:
         return f"EnvWallet({self._wallet!r})"
@@ -101,6 +102,21 @@ class EnvWallet:
             self._waiting.clear()
             self._wallet = wallet
         self._built.set()
+
+    # --- fork (called by `flexcredits_sdk._process`) ---------------------------------------
+
+    def before_fork(self) -> None:
+        """Let a wallet being built finish first (a child would wait for it forever), then
+        keep the state still until the fork is done."""
+        if self._network:
+            self._built.wait(30.0)
+        self._lock.acquire()
+
+    def after_fork_in_parent(self) -> None:
+        self._lock.release()
+
+    def after_fork_in_child(self) -> None:
+        self._lock.release()
 
     def resolve(self) -> Any:
         """Return the wallet this stands for, choosing it and waiting until it is built."""
