@@ -120,6 +120,8 @@ class Exporter:
             max_queue=settings.max_queue,
         )
         self._threads: list[threading.Thread] = []
+        self._ending = threading.Lock()  # between a late shutdown and its last thread's end
+        self._close_when_done = False
         self._held: list[threading.Lock] = []
         if self._started:
             self.start()
@@ -136,10 +138,13 @@ class Exporter:
         if self._threads:
             return
         self._started = True
-        self._threads = [threading.Thread(target=self._run, name="flexcredits-exporter")]
-        self._threads += [
-            threading.Thread(target=self._senders.run, name=f"flexcredits-sender-{number}")
+        work = [(self._run, "flexcredits-exporter")] + [
+            (self._senders.run, f"flexcredits-sender-{number}")
             for number in range(self.settings.senders)
+        ]
+        self._threads = [
+            threading.Thread(target=self._thread, args=(target,), name=name)
+            for target, name in work
         ]
         for thread in self._threads:
             thread.daemon = True
@@ -246,17 +251,35 @@ class Exporter:
                 self._final()
         for thread in self._threads:
             thread.join(max(0.0, end - self._clock()))
-        if any(thread.is_alive() for thread in self._threads):
-            logger.warning("flexcredits exporter did not finish within %ss", timeout)
-            return False
+        with self._ending:
+            if any(thread.is_alive() for thread in self._threads):
+                logger.warning("flexcredits exporter did not finish within %ss", timeout)
+                self._close_when_done = True  # the last thread to end closes the files
+                return False
         done = self._idle()
+        self._close()
+        return done
+
+    def _thread(self, target: Callable[[], None]) -> None:
+        """Run one of the exporter's threads; the last to end after a late shutdown closes."""
+        try:
+            target()
+        finally:
+            with self._ending:
+                others = [t for t in self._threads if t is not threading.current_thread()]
+                last = not any(thread.is_alive() for thread in others)
+                if last and self._close_when_done:
+                    self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         left = self._queue.waiting() + self._boxes.memory.count()
         if left:
             logger.warning("flexcredits delivery: %d records held in memory were not sent", left)
         self._boxes.close()
         self._transport.close()
-        return done
 
     def _alive(self) -> bool:
         return bool(self._threads) and self._threads[0].is_alive()
