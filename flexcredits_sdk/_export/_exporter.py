@@ -217,8 +217,13 @@ class Exporter:
                 return
         self._queue.put(record)
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Deliver every record submitted so far; return whether all were acknowledged in time."""
+    def flush(self, timeout: float | None = None, *, until_blocked: bool = False) -> bool:
+        """Deliver every record submitted so far; return whether all were acknowledged in time.
+
+        With `until_blocked` (a question to the wallet service, which must not wait the whole
+        timeout for a service that refuses the key or cannot be reached), return ``False`` as
+        soon as delivery is blocked.
+        """
         self._check_pid()
         if not self._alive():
             return self._idle()
@@ -226,7 +231,8 @@ class Exporter:
         if not self._committer.wait_committed(self._queue.submitted(), timeout, self._alive):
             return False
         ticket = self._senders.ask()
-        return self._senders.wait(ticket, None if end is None else max(0.0, end - self._clock()))
+        left = None if end is None else max(0.0, end - self._clock())
+        return self._senders.wait(ticket, left, until_blocked=until_blocked)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is left within `timeout` seconds, then stop; return whether all went.

@@ -103,13 +103,14 @@ class Senders:
         self._wake.set()
         return ticket
 
-    def wait(self, ticket: int, timeout: float | None) -> bool:
-        """Wait until a round asked for with `ticket` (or later) delivered everything; stop
-        waiting (False) as soon as delivery is blocked (see `Status.blocked`)."""
+    def wait(self, ticket: int, timeout: float | None, *, until_blocked: bool = False) -> bool:
+        """Wait until a round asked for with `ticket` (or later) delivered everything; with
+        `until_blocked`, stop waiting (False) as soon as delivery is blocked (see
+        `Status.blocked`)."""
         end = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._answered < ticket:
-                if self._status.blocked is not None:
+                if until_blocked and self._status.blocked is not None:
                     return False
                 left = _BLOCKED_POLL if end is None else min(_BLOCKED_POLL, end - time.monotonic())
                 if left <= 0:

@@ -93,7 +93,7 @@ class HttpWallet(HttpWalletBase):
         super().__init__(url, api_key, exporter_client=client, **options)
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        self.flush(self._timeout)
+        self._exporter.flush(self._timeout, until_blocked=True)
         try:
             return self._transport.client.get(
                 self._transport.endpoint(path), params=params, headers=self._transport.headers
@@ -209,7 +209,7 @@ class AsyncHttpWallet(HttpWalletBase):
         return done
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        await self.aflush(self._timeout)
+        await asyncio.to_thread(self._exporter.flush, self._timeout, until_blocked=True)
         try:
             return await self._aclient.get(
                 self._transport.endpoint(path), params=params, headers=self._transport.headers
