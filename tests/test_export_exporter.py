@@ -8,6 +8,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,32 @@ def test_block_waits_up_to_its_deadline_then_drops(make_exporter: MakeExporter) 
     for _ in range(12):
         exporter.submit(new_record())
     assert exporter.stats()["dropped"] == 2
+
+
+def test_a_flush_waits_for_the_commit_that_took_its_records(
+    make_exporter: MakeExporter, tmp_path: Path
+) -> None:
+    stub = StubWallet(api_key=None)
+    exporter = make_exporter(stub, outbox_path=tmp_path / "o.sqlite3", commit_interval=60.0)
+    exporter.start()
+    boxes = exporter._boxes
+    add = boxes.add
+    writing = threading.Event()
+
+    def slow_add(ids: list[str], bodies: list[str]) -> None:
+        writing.set()
+        time.sleep(0.5)  # the records left the queue and are not in the outbox yet
+        add(ids, bodies)
+
+    boxes.add = slow_add  # type: ignore[method-assign]
+    for _ in range(100):
+        exporter.submit(new_record())
+    committing = threading.Thread(target=exporter._committer.commit)
+    committing.start()
+    assert writing.wait(5)
+    assert exporter.flush(timeout=10)
+    assert stub.booked == 100  # a flush that returned True delivered every record before it
+    committing.join()
 
 
 def test_block_makes_room_by_committing_to_disk(

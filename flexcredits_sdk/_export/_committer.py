@@ -70,11 +70,15 @@ class Committer:
             return
         try:
             boxes, queue = self._boxes, self._queue
-            while queue.waiting():
-                take = self._slice if everything else min(self._slice, boxes.room())
+            left = queue.waiting()  # what waits now: records that come meanwhile wait for the
+            while left > 0:  # next commit, so a flush never waits behind a stream of them
+                take = (
+                    min(self._slice, left) if everything else min(self._slice, left, boxes.room())
+                )
                 rows = queue.take(take) if take > 0 else []
                 if not rows:
                     break
+                left = queue.waiting() if everything else left - len(rows)
                 ids = [row[0] for row in rows]
                 bodies = list(map(encode, rows))
                 try:
@@ -92,15 +96,21 @@ class Committer:
     def wait_committed(
         self, submitted: int, timeout: float | None, alive: Callable[[], bool]
     ) -> bool:
-        """Wait until the first `submitted` records left the queue (committed or dropped);
-        return whether they did before `timeout` (or while the thread was `alive`)."""
+        """Wait until the first `submitted` records are committed (or dropped); return whether
+        they were before `timeout` (or while the thread was `alive`).
+
+        Records leave the queue when a commit takes them, and are in the outbox when that
+        commit ends: both happen under the commit lock, so they are committed once they left
+        and no commit is under way.
+        """
+
+        def committed() -> bool:
+            return self._queue.left >= submitted and not self._lock.locked()
+
         self.wake()
         with self._progress:
-            return (
-                self._progress.wait_for(
-                    lambda: self._queue.left >= submitted or not alive(), timeout
-                )
-                and self._queue.left >= submitted
+            return self._progress.wait_for(lambda: committed() or not alive(), timeout) and (
+                committed()
             )
 
     def _add_each(self, ids: list[str], bodies: list[str]) -> None:
