@@ -4,6 +4,7 @@ directory never book each other's records."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -95,7 +96,8 @@ def test_an_outbox_kept_per_key_by_an_earlier_version_is_delivered(
     outbox.mkdir()
     digest = hashlib.sha256(f"{wallet_service.url}\n{key}".encode()).hexdigest()[:16]
     earlier = outbox / f"outbox-{digest}.sqlite3"
-    with sqlite3.connect(earlier) as conn:  # the version 4 schema, with one chunk waiting
+    # the version 4 schema, with one chunk waiting
+    with contextlib.closing(sqlite3.connect(earlier)) as conn, conn:
         conn.executescript(
             """
             CREATE TABLE chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT, records INTEGER NOT NULL,
