@@ -326,10 +326,11 @@ class Meter(_Engine):
         #: An error of the environment variables, raised at first use (see `default_meter`).
         self._deferred: ConfigurationError | None = None
         self._memory_wallet: Sink | None = None  # the in-memory wallet made for want of one
+        rate_card = rate_card or RateCard.agentforce()
         if environment is None:
-            environment = _environment_variable(rate_card or RateCard.agentforce())
+            environment = _environment_variable(rate_card)
         self._apply(
-            rate_card=rate_card or RateCard.agentforce(),
+            rate_card=rate_card,
             environment=environment,
             wallet=wallet,
             tags=tags or {},

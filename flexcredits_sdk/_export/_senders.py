@@ -107,10 +107,13 @@ class Senders:
         """Wait until a round asked for with `ticket` (or later) delivered everything; with
         `until_blocked`, stop waiting (False) as soon as delivery is blocked (see
         `Status.blocked`)."""
+        if not until_blocked:
+            with self._cond:
+                return self._cond.wait_for(lambda: self._answered >= ticket, timeout)
         end = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._answered < ticket:
-                if until_blocked and self._status.blocked is not None:
+                if self._status.blocked is not None:
                     return False
                 left = _BLOCKED_POLL if end is None else min(_BLOCKED_POLL, end - time.monotonic())
                 if left <= 0:

@@ -298,8 +298,6 @@ class Transport:
         if len(body) >= self._gzip_min:
             body = gzip.compress(body, compresslevel=1, mtime=0)
             headers["Content-Encoding"] = "gzip"
-        if self.refusal is not None:
-            raise DeliveryRetry(self.refusal, paused=True)
         try:
             response = self.client.post(self.endpoint("records"), content=body, headers=headers)
         except httpx.TimeoutException as exc:
