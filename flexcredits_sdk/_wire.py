@@ -74,11 +74,20 @@ class RecordResult(_Model):
     ``accepted``: booked now. ``duplicate``: booked before (same id), not booked again.
     ``rejected``: invalid, with the reason. ``not_booked``: valid, but the batch was refused
     because another record in it is invalid; send it again.
+
+    The service books its own price of each record (its rate card in force at the record's
+    start); an accepted record whose ``credits`` differ says both, in `priced` and `claimed`.
     """
 
     id: str
     status: Literal["accepted", "duplicate", "rejected", "not_booked"]
     reason: str | None = None
+    priced: Credits | None = Field(
+        default=None, description="The credits booked, where the record claimed others"
+    )
+    claimed: Credits | None = Field(
+        default=None, description="The credits the record claimed, where they were not booked"
+    )
 
 
 class IngestResponse(_Model):

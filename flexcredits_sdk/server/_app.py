@@ -29,6 +29,7 @@ from ._plumbing import (
     tenant_of,
 )
 from ._queries import RecordQuery
+from ._rate_card_routes import router as rate_card_router
 from ._routes import router
 from ._webhooks import Deliverer
 
@@ -103,6 +104,7 @@ def create_app(
     app.state.keys = KeyCache()
     app.state.metrics = metrics
     app.include_router(router)
+    app.include_router(rate_card_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.middleware("http")(_access_log)
     app.openapi = _openapi(app)  # type: ignore[method-assign]

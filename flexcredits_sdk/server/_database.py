@@ -29,6 +29,7 @@ from ._insert import insert_records
 from ._keys import KEY_PREFIX, digest, new_key
 from ._ledgers import LedgerCache, change_ledger, read_ledger
 from ._queries import RecordQuery, select_records, usage
+from ._rate_cards import RateCardStore
 from ._schema import alerts, api_keys, migrate, tenants
 
 __all__ = ["Tenant", "WalletStore"]
@@ -55,7 +56,8 @@ class WalletStore:
 
     Args:
         db: A SQLite file path or a ``postgresql://`` URL.
-        rate_card: Prices credits in money in balances and reports.
+        rate_card: Prices credits in money in balances and reports, and prices the records
+            of tenants that have no rate card of their own.
         clock: Returns the current Unix time in nanoseconds.
     """
 
@@ -70,6 +72,8 @@ class WalletStore:
         self.rate_card = rate_card or RateCard.agentforce()
         self.clock = clock
         self._cache = LedgerCache()
+        #: The tenants' rate cards, which price every record the service books.
+        self.cards = RateCardStore(self.engine, self.rate_card, lambda: self.clock())
 
     @property
     def dialect(self) -> str:

@@ -1,4 +1,9 @@
-"""``POST /v1/records``: validate a batch whole, then book its new records in one transaction."""
+"""``POST /v1/records``: validate and price a batch whole, then book its new records at once.
+
+The service books its own price of every record: the tenant's rate card in force at the
+record's start time prices it (see `RateCardStore`), whatever ``credits`` the client claimed.
+A record the card does not price is rejected, and with it (not booked) the whole batch.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from .._records import UsageRecord
 from .._wire import IngestRequest
 from ._database import Tenant, WalletStore
 from ._plumbing import ApiError
+from ._rate_cards import Pricer, wire_credits
 from ._schema import to_nano
 
 __all__ = ["ingest_batch"]
@@ -38,7 +44,9 @@ def _reason(error: Any) -> str:
     return f"{field}: {error['msg']}"
 
 
-def _rejection(body: bytes, exc: ValidationError) -> tuple[int, dict[str, Any]]:
+def _rejection(
+    body: bytes, exc: ValidationError, pricer: Pricer, now_ns: int
+) -> tuple[int, dict[str, Any]]:
     """Return the 422 answer naming each invalid record, or raise 400 for a malformed batch."""
     reasons: dict[int, str] = {}
     for error in exc.errors(include_url=False):
@@ -54,8 +62,9 @@ def _rejection(body: bytes, exc: ValidationError) -> tuple[int, dict[str, Any]]:
         rid = rid if isinstance(rid, str) else f"#{index}"
         if index not in reasons:
             checked = _check(UsageRecordModel.model_validate(item))
-            if isinstance(checked, str):
-                reasons[index] = checked
+            priced = checked if isinstance(checked, str) else _price(checked, pricer, now_ns)
+            if isinstance(priced, str):
+                reasons[index] = priced
         if index in reasons:
             results.append({"id": rid, "status": "rejected", "reason": reasons[index]})
         else:
@@ -65,6 +74,8 @@ def _rejection(body: bytes, exc: ValidationError) -> tuple[int, dict[str, Any]]:
 
 _INT64 = 2**63
 _INT32 = 2**31
+#: How far in the future (by the service's clock) a record may start: clocks disagree a little.
+FUTURE_SLACK_NS = 3600 * 10**9
 
 
 def _check(model: UsageRecordModel, nul: bool = True) -> UsageRecord | str:
@@ -91,25 +102,49 @@ def _check(model: UsageRecordModel, nul: bool = True) -> UsageRecord | str:
     return record
 
 
+def _price(record: UsageRecord, pricer: Pricer, now_ns: int) -> tuple[UsageRecord, Any] | str:
+    """Return `record` at the service's price and the credits it claimed (``None`` when the
+    two agree), or why the service cannot price it."""
+    if record.start_time_ns > now_ns + FUTURE_SLACK_NS:
+        return (
+            f"started_at: {record.started_at.isoformat()} is in the future "
+            "(more than an hour after the service's clock)"
+        )
+    priced = pricer.price(record)
+    if isinstance(priced, str):
+        return priced
+    claimed = record.credits
+    if priced == claimed:
+        return record, None
+    return record._replace(credits=priced), claimed
+
+
 def ingest_batch(store: WalletStore, tenant: Tenant, body: bytes) -> tuple[int, dict[str, Any]]:
     """Validate and book one batch; return the status code and the `IngestResponse` data.
 
     Raises:
         ApiError: 400 when the body is not a batch at all (not JSON, no records, too many).
     """
+    now = store.clock()
     try:
         batch = IngestRequest.model_validate_json(body)
     except ValidationError as exc:
-        return _rejection(body, exc)
+        return _rejection(body, exc, store.cards.pricer(tenant.id), now)
+    pricer = store.cards.pricer(tenant.id)
     records: list[UsageRecord] = []
+    claims: dict[str, Any] = {}  # id -> the credits claimed, where the service's price differs
     reasons: dict[int, str] = {}
     nul = b"\\u0000" in body  # JSON can carry a NUL only escaped
     for index, model in enumerate(batch.records):
         checked = _check(model, nul)
-        if isinstance(checked, str):
-            reasons[index] = checked
+        priced = checked if isinstance(checked, str) else _price(checked, pricer, now)
+        if isinstance(priced, str):
+            reasons[index] = priced
         else:
-            records.append(checked)
+            record, claimed = priced
+            records.append(record)
+            if claimed is not None:
+                claims.setdefault(record.id, (record.credits, claimed))
     if reasons:
         return 422, _answer(
             [
@@ -124,13 +159,18 @@ def ingest_batch(store: WalletStore, tenant: Tenant, body: bytes) -> tuple[int, 
         extra={"event": "ingest.start", "tenant": tenant.name, "records": len(records)},
     )
     inserted = store.ingest(tenant.id, records)
-    results = []
+    results: list[dict[str, Any]] = []
     fresh = set(inserted)
     for record in records:
         rid = record.id
         if rid in fresh:
             fresh.discard(rid)  # a later copy of the same id in this batch is a duplicate
-            results.append({"id": rid, "status": "accepted", "reason": None})
+            result: dict[str, Any] = {"id": rid, "status": "accepted", "reason": None}
+            if rid in claims:
+                booked, claimed = claims[rid]
+                result["priced"] = wire_credits(booked)
+                result["claimed"] = wire_credits(claimed)
+            results.append(result)
         else:
             results.append({"id": rid, "status": "duplicate", "reason": None})
     logger.info(
@@ -140,6 +180,7 @@ def ingest_batch(store: WalletStore, tenant: Tenant, body: bytes) -> tuple[int, 
             "tenant": tenant.name,
             "records": len(records),
             "accepted": len(inserted),
+            "repriced": len(claims),
         },
     )
     return 200, _answer(results)

@@ -99,6 +99,11 @@ class ServiceMetrics:
             buckets=_INGEST_BUCKETS,
             registry=own,
         )
+        self.repriced = Counter(
+            "flexcredits_wallet_repriced_records",
+            "Records booked at the service's price because the credits they claimed differ.",
+            registry=own,
+        )
         self.webhook_deliveries = Counter(
             "flexcredits_wallet_webhook_deliveries",
             "Webhook delivery attempts, by result: delivered, retry, failed (given up).",
@@ -117,12 +122,16 @@ class ServiceMetrics:
     def count_records(self, answer: dict[str, object]) -> None:
         """Count the results of one `IngestResponse`'s data."""
         counts: dict[str, int] = {}
+        repriced = 0
         results = answer.get("results")
         assert isinstance(results, list)
         for result in results:
             counts[result["status"]] = counts.get(result["status"], 0) + 1
+            repriced += "priced" in result
         for status, count in counts.items():
             self.records.labels(status).inc(count)
+        if repriced:
+            self.repriced.inc(repriced)
 
     def exposition(self) -> bytes:
         """Return every metric in Prometheus's text format."""

@@ -120,6 +120,19 @@ deliveries = sa.Table(
     sa.Index("deliveries_due", "status", "due_ns"),
 )
 
+rate_cards = sa.Table(
+    "rate_cards",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.Integer, sa.ForeignKey("tenants.id"), nullable=False),
+    # The card is in force from this time until the next version's (version 3).
+    sa.Column("effective_ns", sa.BigInteger, nullable=False),
+    sa.Column("card", sa.Text, nullable=False),  # `RateCard.dumps("json")`
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("tenant_id", "effective_ns", name="rate_cards_version"),
+)
+
 _versions = sa.Table(
     "schema_migrations",
     sa.MetaData(),
@@ -145,10 +158,16 @@ def _alert_watch_ids(conn: Connection) -> None:
     )
 
 
+def _rate_cards(conn: Connection) -> None:
+    """Each tenant's rate cards, by the time each comes into force."""
+    rate_cards.create(conn, checkfirst=True)
+
+
 #: Every migration, in order: (version, name, function).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "tenants, keys, records, alerts and webhook deliveries", _initial),
     (2, "low-balance alerts carry watch_id", _alert_watch_ids),
+    (3, "rate cards of tenants, versioned by effective time", _rate_cards),
 ]
 
 #: Any 64-bit number, the same in every server process: the advisory lock of migrations.

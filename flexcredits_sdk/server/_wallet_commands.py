@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from .._exceptions import ConfigurationError
 from .._pricing import to_exact
-from .._records import datetime_to_ns
+from .._records import datetime_to_ns, ns_to_datetime
 from ._config import ADMIN_KEY_VARIABLE, DB_VARIABLE, MULTIPROC_VARIABLE, ServerSettings
 
 __all__ = ["wallet"]
@@ -251,3 +251,88 @@ def tenants(db: str | None) -> None:
             click.echo(name)
     finally:
         store.close()
+
+
+@wallet.group("rate-card")
+def rate_card() -> None:
+    """Set or show a tenant's rate card, which prices every record the service books."""
+
+
+def _when(value: str | None, option: str) -> int | None:
+    """Return an ISO 8601 time (UTC when it names no offset) in Unix nanoseconds."""
+    if value is None:
+        return None
+    try:
+        when = _dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time, e.g. 2026-07-01T00:00:00Z", param_hint=option
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    ns = datetime_to_ns(when)
+    if not 0 <= ns < 2**63:
+        raise click.BadParameter(f"{value!r} is not between 1970 and 2262", param_hint=option)
+    return ns
+
+
+@rate_card.command("set")
+@_db_option
+@click.argument("tenant")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--effective-from",
+    default=None,
+    help="When the card comes into force: an ISO 8601 time, UTC unless it says; now by default.",
+)
+def rate_card_set(db: str | None, tenant: str, file: Path, effective_from: str | None) -> None:
+    """Price TENANT's records from FILE (.json or .toml) from --effective-from on."""
+    from .._pricing import RateCard
+    from ._rate_cards import check_storable
+
+    start = _when(effective_from, "--effective-from")
+    try:
+        card = check_storable(RateCard.load(file))
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="FILE") from None
+    except OSError as exc:
+        raise click.BadParameter(f"{file}: {exc.strerror or exc}", param_hint="FILE") from None
+    store = _store(db, create=False)
+    try:
+        version = store.cards.put(store.tenant(tenant).id, card, start)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        store.close()
+    assert version.effective_ns is not None
+    since = ns_to_datetime(version.effective_ns).isoformat()
+    click.echo(f"rate card {card.name!r} prices {tenant}'s records that start from {since}")
+
+
+@rate_card.command("show")
+@_db_option
+@click.argument("tenant")
+@click.option("--at", default=None, help="The time whose card to show (ISO 8601); now by default.")
+def rate_card_show(db: str | None, tenant: str, at: str | None) -> None:
+    """Print the rate card in force for TENANT (JSON, as 'rate-card set' reads it)."""
+    when = _when(at, "--at")
+    store = _store(db, create=False)
+    try:
+        tenant_id = store.tenant(tenant).id
+        version = store.cards.at(tenant_id, when)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        store.close()
+
+    def shown(ns: int | None) -> str:
+        return "-" if ns is None else ns_to_datetime(ns).isoformat()
+
+    if version.default:
+        note = f"the default card (no card of {tenant}'s in force)"
+    else:
+        note = f"in force from {shown(version.effective_ns)}"
+    if version.until_ns is not None:
+        note += f" until {shown(version.until_ns)}"
+    click.echo(f"rate card of {tenant}: {version.card.name!r}, {note}", err=True)
+    click.echo(version.card.dumps("json"), nl=False)

@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, WalletError
 from .._models import Balance, GrantInfo, UsageRow
 from .._paging import DEFAULT_PAGE_SIZE, AsyncRecordStream, Position, RecordStream
+from .._pricing import RateCard
 from .._records import UsageRecord
 from .._usage import Bucket
 from .._wire import GrantsResponse, RecordsResponse, UsageResponse
@@ -100,6 +101,39 @@ class HttpWallet(HttpWalletBase):
             )
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
+
+    @property
+    def rate_card(self) -> RateCard:
+        """The tenant's rate card on the service: the prices the service books records at.
+
+        Fetched on first use, and asked for again (``If-None-Match``: a ``304`` when it did
+        not change) once it is a minute old or when the service said a new version comes into
+        force. When the service cannot be reached then, the card fetched before is used.
+
+        Raises:
+            WalletError: The card was never fetched and the service cannot give it.
+        """
+        card = self._card
+        if card is not None and not self._card_stale():
+            return card
+        try:
+            return self.fetch_rate_card()
+        except WalletError as exc:
+            return self._cached_card(exc)
+
+    def fetch_rate_card(self) -> RateCard:
+        """Ask the service for the tenant's rate card now (a ``304`` when unchanged).
+
+        Raises:
+            WalletError: The service could not be reached or answered with an error.
+        """
+        try:
+            response = self._transport.client.get(
+                self._transport.endpoint("rate-card"), headers=self._card_headers()
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return self._card_answer(response)
 
     def balance(self) -> Balance:
         """Return the current balance.
@@ -216,6 +250,34 @@ class AsyncHttpWallet(HttpWalletBase):
             )
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
+
+    @property
+    def rate_card(self) -> RateCard:
+        """The tenant's rate card as `fetch_rate_card` last fetched it.
+
+        Raises:
+            WalletError: No card was fetched yet: ``await wallet.fetch_rate_card()`` first.
+        """
+        if self._card is None:
+            raise WalletError(
+                f"the rate card of {self.url} was not fetched yet: "
+                "await wallet.fetch_rate_card() first"
+            )
+        return self._card
+
+    async def fetch_rate_card(self) -> RateCard:
+        """Ask the service for the tenant's rate card (a ``304`` when unchanged); return it.
+
+        Raises:
+            WalletError: The service could not be reached or answered with an error.
+        """
+        try:
+            response = await self._aclient.get(
+                self._transport.endpoint("rate-card"), headers=self._card_headers()
+            )
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        return self._card_answer(response)
 
     async def balance(self) -> Balance:
         """Return the current balance."""

@@ -6,7 +6,10 @@ import datetime as _dt
 import difflib
 import hashlib
 import json
+import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +30,8 @@ from .._export._settings import ExportSettings
 from .._export._transport import error_from_response, is_loopback, reason_of
 from .._models import validation_error
 from .._paging import Position, encode_cursor
-from .._records import UsageRecord
+from .._pricing import RateCard
+from .._records import UsageRecord, datetime_to_ns
 from .._usage import Bucket
 from .._validate import check_aware, check_credits, check_name, check_tags
 from .._wire import GrantRequest, RecordsQuery, UsageQuery
@@ -35,10 +39,19 @@ from .._wire import GrantRequest, RecordsQuery, UsageQuery
 __all__ = [
     "API_KEY_VARIABLE",
     "OUTBOX_DIR_VARIABLE",
+    "RATE_CARD_MAX_AGE",
     "URL_VARIABLE",
     "HttpWalletBase",
     "page",
 ]
+
+logger = logging.getLogger("flexcredits_sdk")
+
+#: Seconds a fetched rate card is used before the service is asked again whether it changed
+#: (with ``If-None-Match``: an unchanged card costs a ``304`` and no body).
+RATE_CARD_MAX_AGE = 60.0
+#: What a rate card answer carries besides the card.
+_VERSION_FIELDS = ("effective_from", "effective_until", "default")
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -158,6 +171,11 @@ class HttpWalletBase:
             sleep=sleep,
             clock=clock,
         )
+        self._card: RateCard | None = None
+        self._card_etag: str | None = None
+        self._card_checked = -float("inf")  # time.monotonic() of the last answer
+        self._card_until: int | None = None  # when the service said the next version starts
+        self._card_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self._url)!r})"
@@ -294,6 +312,58 @@ class HttpWalletBase:
                 f"wallet service answered {response.status_code} with a malformed {model.__name__}",
                 status_code=response.status_code,
             ) from None
+
+    # --- the tenant's rate card ----------------------------------------------------------------
+
+    def _card_stale(self) -> bool:
+        """Whether the rate card must be asked for (again) before it is used."""
+        if self._card is None or time.monotonic() - self._card_checked >= RATE_CARD_MAX_AGE:
+            return True
+        return self._card_until is not None and time.time_ns() >= self._card_until
+
+    def _card_headers(self) -> dict[str, str]:
+        headers = dict(self._transport.headers)
+        if self._card_etag is not None:
+            headers["If-None-Match"] = self._card_etag
+        return headers
+
+    def _card_answer(self, response: httpx.Response) -> RateCard:
+        """Return the card of a ``GET /v1/rate-card`` answer (the cached one on 304)."""
+        with self._card_lock:
+            if response.status_code == 304 and self._card is not None:
+                self._card_checked = time.monotonic()
+                return self._card
+            if response.status_code >= 400:
+                raise error_from_response(response)
+            try:
+                data = response.json()
+                versions = {name: data.pop(name, None) for name in _VERSION_FIELDS}
+                card = RateCard(**data)
+                until = versions["effective_until"]
+                until_ns = (
+                    None if until is None else datetime_to_ns(_dt.datetime.fromisoformat(until))
+                )
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise WalletError(
+                    f"wallet service answered {response.status_code} with a malformed rate card: "
+                    f"{exc}",
+                    status_code=response.status_code,
+                ) from None
+            self._card, self._card_until = card, until_ns
+            self._card_etag = response.headers.get("etag")
+            self._card_checked = time.monotonic()
+            return card
+
+    def _cached_card(self, exc: WalletError) -> RateCard:
+        """Return the card fetched before, when asking again failed; else raise `exc`."""
+        if self._card is None:
+            raise exc
+        logger.warning(
+            "flexcredits: cannot check the rate card of %s (%s); using the one fetched before",
+            self.url,
+            exc,
+        )
+        return self._card
 
     def _unreachable(self, exc: httpx.HTTPError) -> WalletError:
         return WalletError(f"cannot reach the wallet service at {self.url}: {reason_of(exc)}")
