@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 PYTHONS ?= 3.11 3.12 3.13
 PYENV_ROOT ?= $(HOME)/.pyenv
 
-.PHONY: demo test lint typecheck pytest pytest-versions bench clean
+.PHONY: demo test lint typecheck pytest pytest-versions bench clean openapi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ test: lint typecheck pytest pytest-versions
 .PHONY: mutation
 mutation: $(STAMP)
 	$(BIN)/python scripts/mutation.py
+
+# make openapi   write flexcredits_sdk/openapi.json, the protocol's OpenAPI document, from the
+#                service's routes (the service serves the same document at /openapi.json)
+openapi: $(STAMP)
+	$(BIN)/python -m flexcredits_sdk.server._app
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py

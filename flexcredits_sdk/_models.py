@@ -17,25 +17,63 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
 )
+from pydantic.config import JsonDict
 
 from ._exceptions import ConfigurationError
 from ._pricing import to_exact
-from ._validate import check_name, check_tags
+from ._validate import (
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_TAG_KEY_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    MAX_TAGS,
+    check_id,
+    check_name,
+    check_tags,
+)
 
 __all__ = [
     "Alert",
     "Balance",
     "BudgetInfo",
+    "Credits",
     "GrantInfo",
+    "PRINTABLE",
+    "PositiveCredits",
     "SignedCredits",
     "UsageRecordModel",
     "UsageRow",
     "validation_error",
 ]
 
+#: The JSON Schema pattern of text with no control characters (C0 and C1), the characters
+#: `str.isprintable` refuses that a pattern can name without Unicode classes.
+PRINTABLE = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+_EXACT = (
+    'An exact number: a JSON integer, or a decimal string (e.g. `"16.5"`). A JSON number with a '
+    "fraction or an exponent is refused, since floats are not exact: `20.0` too, although JSON "
+    "Schema counts it an integer."
+)
+
+
+def _exact_schema(integer: dict[str, Any], pattern: str) -> WithJsonSchema:
+    """The JSON Schema of exact credits: an integer, or a decimal string matching `pattern`."""
+    return WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", **integer}, {"type": "string", "pattern": pattern}],
+            "description": _EXACT,
+        }
+    )
+
+
 #: Credits that may be negative (a balance that is owed).
-SignedCredits = Annotated[int | Decimal, BeforeValidator(lambda v: to_exact(v, "credits"))]
+SignedCredits = Annotated[
+    int | Decimal,
+    BeforeValidator(lambda v: to_exact(v, "credits")),
+    _exact_schema({}, r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"),
+]
 
 
 def _non_negative(value: int | Decimal) -> int | Decimal:
@@ -44,7 +82,20 @@ def _non_negative(value: int | Decimal) -> int | Decimal:
     return value
 
 
-Credits = Annotated[SignedCredits, AfterValidator(_non_negative)]
+#: Credits of zero or more.
+Credits = Annotated[
+    SignedCredits,
+    AfterValidator(_non_negative),
+    _exact_schema({"minimum": 0}, r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"),
+]
+#: Credits of more than zero (grants, budgets); the string form has no exponent.
+PositiveCredits = Annotated[
+    Credits,
+    Field(gt=0),
+    _exact_schema(
+        {"exclusiveMinimum": 0}, r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
+    ),
+]
 AwareDatetime = Annotated[_dt.datetime, Field(strict=False)]
 
 
@@ -183,21 +234,75 @@ def _aware(value: _dt.datetime) -> _dt.datetime:
     return value
 
 
-class UsageRecordModel(_Model):
-    """The validating form of a `UsageRecord`, used at the edges (wire, files, service)."""
+_NO_NUL = r"^[^\u0000]*$"
+_TAGS_SCHEMA = {
+    "type": "object",
+    "description": (
+        f"At most {MAX_TAGS} tags; keys of 1 to {MAX_TAG_KEY_LENGTH} printable characters, values "
+        f"strings of at most {MAX_TAG_VALUE_LENGTH} characters."
+    ),
+    "maxProperties": MAX_TAGS,
+    "propertyNames": {"minLength": 1, "maxLength": MAX_TAG_KEY_LENGTH, "pattern": PRINTABLE},
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": MAX_TAG_VALUE_LENGTH,
+        "pattern": _NO_NUL,
+    },
+}
+#: ``started_at`` or ``start_time_ns``: a record without either is refused.
+_HAS_START: JsonDict = {
+    "not": {"properties": {"started_at": {"type": "null"}, "start_time_ns": {"type": "null"}}}
+}
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
-    action: Annotated[str, AfterValidator(_name)]
-    action_type: Annotated[str, Field(min_length=1, max_length=64)]
-    units: Annotated[int, Field(gt=0, strict=True)]
+
+class UsageRecordModel(_Model):
+    """The validating form of a `UsageRecord`, used at the edges (wire, files, service).
+
+    A record has a start time: ``start_time_ns`` (Unix nanoseconds), or ``started_at`` (used when
+    ``start_time_ns`` is absent). The wallet service refuses a record whose start is before 1970,
+    or that ends (start plus ``duration_ns``) after 2262, or whose credits reach 2**63
+    nano-credits (about 9.2 billion credits) or have more than 9 decimal places.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_HAS_START)
+
+    id: Annotated[
+        str,
+        Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": PRINTABLE}),
+        AfterValidator(check_id),
+    ]
+    action: Annotated[
+        str,
+        AfterValidator(_name),
+        Field(
+            json_schema_extra={
+                "minLength": 1,
+                "maxLength": MAX_NAME_LENGTH,
+                "pattern": r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f]"
+                r"[^\u0000-\u001f\u007f-\u009f]*$",
+            }
+        ),
+    ]
+    action_type: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": _NO_NUL})
+    ]
+    units: Annotated[int, Field(ge=1, strict=True, json_schema_extra={"maximum": 2**31 - 1})]
     credits: Credits
-    environment: Annotated[str, Field(min_length=1, max_length=64)]
-    tags: Annotated[dict[str, Any], AfterValidator(_tags)] = Field(default_factory=dict)
-    conversation_id: Annotated[str, Field(max_length=256)] | None = None
+    environment: Annotated[
+        str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": _NO_NUL})
+    ]
+    tags: Annotated[dict[str, Any], AfterValidator(_tags), WithJsonSchema(_TAGS_SCHEMA)] = Field(
+        default_factory=dict
+    )
+    conversation_id: (
+        Annotated[str, Field(max_length=256, json_schema_extra={"pattern": _NO_NUL})] | None
+    ) = None
     started_at: Annotated[_dt.datetime, AfterValidator(_aware)] | None = None
     start_time_ns: Annotated[int, Field(ge=0)] | None = None
     duration_ns: Annotated[int, Field(ge=0)] = 0
     outcome: Literal["ok", "error"] = "ok"
-    error_type: Annotated[str, Field(max_length=256)] | None = None
+    error_type: (
+        Annotated[str, Field(max_length=256, json_schema_extra={"pattern": _NO_NUL})] | None
+    ) = None
     trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     span_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None

@@ -33,7 +33,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json
 
-from ._models import Credits, GrantInfo, UsageRecordModel, UsageRow
+from ._models import PRINTABLE, Credits, GrantInfo, PositiveCredits, UsageRecordModel, UsageRow
 from ._paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 __all__ = [
@@ -100,9 +100,9 @@ class IngestResponse(_Model):
 
 
 class GrantRequest(_Model):
-    """``POST /v1/grants``: add credits to the caller's wallet."""
+    """``POST /v1/grants?tenant=NAME`` (admin key): add credits to a tenant's wallet."""
 
-    credits: Annotated[Credits, Field(gt=0)]
+    credits: PositiveCredits
     source: Annotated[str, Field(min_length=1, max_length=200)] = "grant"
     expires_at: _dt.datetime | None = None
     priority: int = 1
@@ -117,7 +117,9 @@ class GrantsResponse(_Model):
 class UsageQuery(_Model):
     """``GET /v1/usage`` query parameters (``group_by`` may repeat)."""
 
-    group_by: list[str] = Field(default_factory=list)
+    group_by: list[Annotated[str, Field(json_schema_extra={"pattern": PRINTABLE})]] = Field(
+        default_factory=list, json_schema_extra={"maxItems": 20}
+    )
     environment: str | None = None
     since: _dt.datetime | None = None
     until: _dt.datetime | None = None
@@ -140,7 +142,14 @@ class RecordsQuery(_Model):
     action: str | None = None
     environment: str | None = None
     conversation_id: str | None = None
-    tags: Json[dict[str, str]] | None = None
+    tags: Json[dict[str, str]] | None = Field(
+        default=None,
+        description=(
+            'A JSON object of tags, e.g. `{"team":"support"}`: only records that carry every one '
+            "of them."
+        ),
+        examples=['{"team":"support"}'],
+    )
     since: _dt.datetime | None = None
     until: _dt.datetime | None = None
     cursor: Annotated[str, Field(min_length=1, max_length=200)] | None = None

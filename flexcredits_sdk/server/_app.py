@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Match
 
 from .. import __version__
-from .._wire import IngestRequest
+from .._export._openapi import OPENAPI_PATH, describe, operation_id, render
+from .._wire import ErrorResponse
 from ._config import ServerSettings, default_db
 from ._dashboard import render_dashboard
 from ._database import Tenant, WalletStore
@@ -30,27 +31,21 @@ from ._plumbing import (
 )
 from ._queries import RecordQuery
 from ._rate_card_routes import router as rate_card_router
+from ._requests import StatusResponse
 from ._routes import router
 from ._webhooks import Deliverer
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app", "shipped_openapi"]
 
 logger = logging.getLogger("flexcredits_sdk.server")
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """Add the ingestion body's schema, which that route reads itself, to the document."""
-    default = app.openapi
+    """Serve the protocol's one document (`describe`), made once per application."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = default()
-            extra = IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, definition in extra.pop("$defs", {}).items():
-                components.setdefault(name, definition)
-            components["IngestRequest"] = extra
-            app.openapi_schema = schema
+            app.openapi_schema = describe(app)
         return app.openapi_schema
 
     return openapi
@@ -98,6 +93,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=error_handlers,
         separate_input_output_schemas=False,
+        generate_unique_id_function=operation_id,
     )
     metrics = ServiceMetrics(per_tenant=settings.metrics_tenant_label)
     app.state.settings = settings
@@ -109,12 +105,19 @@ def create_app(
     app.middleware("http")(_access_log)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
 
-    @app.get("/healthz", include_in_schema=True)
-    def healthz() -> dict[str, str]:
+    @app.get("/healthz", operation_id="health")
+    def healthz() -> StatusResponse:
         """The process is up."""
-        return {"status": "ok"}
+        return StatusResponse(status="ok")
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        operation_id="ready",
+        responses={
+            200: {"model": StatusResponse, "description": "The database can be reached"},
+            503: {"model": ErrorResponse, "description": "The database cannot be reached"},
+        },
+    )
     def readyz(request: Request) -> Response:
         """The process can reach its database."""
         try:
@@ -124,12 +127,22 @@ def create_app(
             return error_response(503, "unavailable", "the database cannot be reached")
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get(
+        "/metrics",
+        operation_id="metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "The Prometheus text exposition format",
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def prometheus_metrics() -> Response:
         """Prometheus metrics: requests, records, ingest latency, webhooks, balances."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/dashboard", response_class=HTMLResponse)
+    @app.get("/dashboard", operation_id="dashboard", response_class=HTMLResponse)
     def dashboard(
         request: Request,
         tenant: Annotated[Tenant, Depends(tenant_of)],
@@ -201,3 +214,16 @@ def _route(request: Request) -> str:
 def app_from_env() -> FastAPI:
     """Return the application configured from the environment (uvicorn's ``--factory``)."""
     return create_app(ServerSettings.from_env())
+
+
+def shipped_openapi() -> str:
+    """Return the text of ``flexcredits_sdk/openapi.json``: the document every service serves.
+
+    The document does not depend on the service's settings.
+    """
+    return render(create_app(ServerSettings()).openapi())
+
+
+if __name__ == "__main__":
+    OPENAPI_PATH.write_text(shipped_openapi(), encoding="utf-8")
+    print(f"wrote {OPENAPI_PATH}")

@@ -11,12 +11,13 @@ import binascii
 import logging
 import time
 import zlib
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,8 @@ from ._database import Tenant, WalletStore
 from ._keys import digest, same_key
 
 __all__ = [
+    "ADMIN_KEY",
+    "TENANT_KEY",
     "ApiError",
     "BodyLimit",
     "KeyCache",
@@ -201,6 +204,21 @@ def _key_of(request: Request) -> str | None:
     return None
 
 
+#: The keys, as the OpenAPI document's security schemes. They only declare: `tenant_of` and
+#: `admin_only` read the key themselves (a bearer token, or a basic-auth password).
+TENANT_KEY = HTTPBearer(
+    scheme_name="tenantKey",
+    description="A tenant's API key: `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+ADMIN_KEY = HTTPBearer(
+    scheme_name="adminKey",
+    description="The service's admin key (`FLEXCREDITS_ADMIN_KEY`): `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+_Declared = HTTPAuthorizationCredentials | None
+
+
 class KeyCache:
     """Tenants of recently seen keys, by key digest, for `ttl_s` seconds.
 
@@ -225,7 +243,9 @@ class KeyCache:
         self._entries[key_digest] = (tenant, time.monotonic() + self.ttl_s)
 
 
-async def tenant_of(request: Request) -> Tenant:
+async def tenant_of(
+    request: Request, _declared: Annotated[_Declared, Depends(TENANT_KEY)]
+) -> Tenant:
     """Return the tenant of the request's API key (bearer token, or basic-auth password).
 
     Raises:
@@ -252,7 +272,7 @@ async def tenant_of(request: Request) -> Tenant:
     return tenant
 
 
-def admin_only(request: Request) -> None:
+def admin_only(request: Request, _declared: Annotated[_Declared, Depends(ADMIN_KEY)]) -> None:
     """Check that the request carries the admin key.
 
     Raises:

@@ -5,15 +5,24 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
-from .._models import Alert, BudgetInfo, Credits
+from .._models import Alert, BudgetInfo, Credits, PositiveCredits
 from .._pricing import to_exact
 
 __all__ = [
     "AlertsResponse",
     "BudgetRequest",
     "BudgetsResponse",
+    "StatusResponse",
     "TenantRequest",
     "TenantResponse",
     "WatchRequest",
@@ -28,6 +37,18 @@ Percent = Annotated[
     Decimal,
     BeforeValidator(lambda v: to_exact(v, "percent")),
     Field(gt=0, le=100, decimal_places=9),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "exclusiveMinimum": 0, "maximum": 100},
+                {
+                    "type": "string",
+                    "pattern": r"^(100(\.0{1,9})?|[1-9][0-9]?(\.[0-9]{1,9})?|0?\.[0-9]{0,8}[1-9])$",
+                },
+            ],
+            "description": "More than 0, at most 100, at most 9 decimal places; never a float.",
+        }
+    ),
 ]
 
 
@@ -48,7 +69,7 @@ class BudgetRequest(_Model):
     when spending goes past the limit; refusing actions (``hard``) needs an in-process wallet.
     """
 
-    credits: Annotated[Credits, Field(gt=0)]
+    credits: PositiveCredits
     tags: Annotated[dict[TagText, TagText], Field(max_length=20)] = Field(default_factory=dict)
     period: Literal["day", "month"] | None = "month"
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
@@ -102,3 +123,9 @@ class TenantResponse(_Model):
 
     name: str
     api_key: str
+
+
+class StatusResponse(_Model):
+    """``GET /healthz`` and ``GET /readyz``: the process is up, or can reach its database."""
+
+    status: Literal["ok", "ready"]

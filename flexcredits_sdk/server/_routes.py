@@ -19,9 +19,11 @@ from .._models import Balance, GrantInfo
 from .._paging import decode_cursor, encode_cursor, time_order
 from .._records import datetime_to_ns
 from .._wire import (
+    MAX_BATCH_RECORDS,
     ErrorResponse,
     GrantRequest,
     GrantsResponse,
+    IngestRequest,
     IngestResponse,
     RecordsQuery,
     RecordsResponse,
@@ -51,14 +53,54 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1")
 
 TenantDep = Annotated[Tenant, Depends(tenant_of)]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422)
-}
-_INGEST_BODY = {
+# The keys a route needs, 401/403, 413 and 422 are declared from its dependencies, parameters
+# and body by `flexcredits_sdk._export._openapi`; the routes declare only what is their own.
+_INGEST: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": (
+                "The batch's id (a retry of the batch reuses it), for logs; each record's `id` "
+                "is its own idempotency key."
+            ),
+        },
+        {
+            "name": "Prefer",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "examples": ["return=minimal"]},
+            "description": (
+                "`return=minimal` (RFC 7240): list only the records not settled (rejected, not "
+                "booked); the answer then carries `Preference-Applied: return=minimal`."
+            ),
+        },
+    ],
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestRequest"}}},
-    }
+        "description": (
+            f"A batch of 1 to {MAX_BATCH_RECORDS:,} records. The body may be gzip-compressed: "
+            "send the compressed bytes with `Content-Encoding: gzip` (an encoding other than "
+            "`gzip` or `identity` is a 415); the size limit applies after decompression. The "
+            "encoding is the body's, not a parameter: `x-content-encoding` lists the ones "
+            "accepted."
+        ),
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{IngestRequest.__name__}"}
+            }
+        },
+        "x-content-encoding": ["identity", "gzip"],
+    },
+}
+_PREFERENCE = {
+    "Preference-Applied": {
+        "description": "`return=minimal` when the request asked for it",
+        "schema": {"type": "string"},
+    },
+    "Vary": {"description": "`Prefer`", "schema": {"type": "string"}},
 }
 
 
@@ -80,11 +122,28 @@ def _ns(value: _dt.datetime | None, field: str) -> int | None:
 
 @router.post(
     "/records",
-    openapi_extra=_INGEST_BODY,
+    operation_id="ingestRecords",
+    openapi_extra=_INGEST,
     responses={
-        200: {"model": IngestResponse},
-        422: {"model": IngestResponse, "description": "Records rejected; nothing booked"},
-        **{code: v for code, v in _ERRORS.items() if code != 422},
+        200: {
+            "model": IngestResponse,
+            "description": "Every record booked now or before (a duplicate)",
+            "headers": _PREFERENCE,
+        },
+        422: {
+            "model": IngestResponse,
+            "description": (
+                "Some records are invalid: each is rejected with its reason, the others are "
+                "not booked; nothing of the batch was booked"
+            ),
+            "headers": _PREFERENCE,
+        },
+        400: {
+            "model": ErrorResponse,
+            "description": "Not a batch: not JSON, no records, "
+            f"more than {MAX_BATCH_RECORDS:,}, or a gzip body that is not valid gzip",
+        },
+        415: {"model": ErrorResponse, "description": "A content encoding other than gzip"},
     },
 )
 async def post_records(request: Request, tenant: TenantDep) -> Response:
@@ -112,13 +171,13 @@ def _prefers_minimal(prefer: str | None) -> bool:
     return any(token.replace(" ", "") in ("return=minimal", 'return="minimal"') for token in tokens)
 
 
-@router.get("/balance", responses=_ERRORS)
+@router.get("/balance", operation_id="getBalance")
 def get_balance(request: Request, tenant: TenantDep) -> Balance:
     """The balance: one across every environment."""
     return _store(request).balance(tenant.id)
 
 
-@router.get("/usage", responses=_ERRORS)
+@router.get("/usage", operation_id="getUsage")
 def get_usage(
     request: Request, tenant: TenantDep, query: Annotated[UsageQuery, Query()]
 ) -> UsageResponse:
@@ -136,7 +195,7 @@ def get_usage(
     return UsageResponse(rows=rows)
 
 
-@router.get("/records", responses=_ERRORS)
+@router.get("/records", operation_id="listRecords")
 def get_records(
     request: Request, tenant: TenantDep, query: Annotated[RecordsQuery, Query()]
 ) -> RecordsResponse:
@@ -165,13 +224,13 @@ def get_records(
     )
 
 
-@router.get("/grants", responses=_ERRORS)
+@router.get("/grants", operation_id="listGrants")
 def get_grants(request: Request, tenant: TenantDep) -> GrantsResponse:
     """Every grant with what is left of it, oldest first."""
     return GrantsResponse(grants=_store(request).grants(tenant.id))
 
 
-@router.post("/grants", responses=_ERRORS, dependencies=[Depends(admin_only)])
+@router.post("/grants", operation_id="addGrant", dependencies=[Depends(admin_only)])
 def post_grant(
     request: Request,
     grant: GrantRequest,
@@ -188,7 +247,7 @@ def post_grant(
     )
 
 
-@router.get("/alerts", responses=_ERRORS)
+@router.get("/alerts", operation_id="listAlerts")
 def get_alerts(
     request: Request, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> AlertsResponse:
@@ -196,13 +255,13 @@ def get_alerts(
     return AlertsResponse(alerts=_store(request).alerts(tenant.id, limit))
 
 
-@router.get("/budgets", responses=_ERRORS)
+@router.get("/budgets", operation_id="listBudgets")
 def get_budgets(request: Request, tenant: TenantDep) -> BudgetsResponse:
     """Budgets with their spending this period."""
     return BudgetsResponse(budgets=_store(request).budgets(tenant.id))
 
 
-@router.post("/budgets", responses=_ERRORS)
+@router.post("/budgets", operation_id="setBudget")
 def post_budget(request: Request, tenant: TenantDep, budget: BudgetRequest) -> BudgetsResponse:
     """Add a budget (one with the same tags and period is replaced); alerts when exceeded."""
     store = _store(request)
@@ -217,7 +276,7 @@ def post_budget(request: Request, tenant: TenantDep, budget: BudgetRequest) -> B
     return BudgetsResponse(budgets=store.budgets(tenant.id))
 
 
-@router.post("/watches", responses=_ERRORS)
+@router.post("/watches", operation_id="addWatch")
 def post_watch(request: Request, tenant: TenantDep, watch: WatchRequest) -> WatchResponse:
     """Alert when the balance falls below credits or a percentage of unexpired grants."""
     if (watch.credits is None) == (watch.percent is None):
@@ -228,7 +287,7 @@ def post_watch(request: Request, tenant: TenantDep, watch: WatchRequest) -> Watc
     return WatchResponse(id=watch_id)
 
 
-@router.put("/webhook", responses=_ERRORS)
+@router.put("/webhook", operation_id="setWebhook")
 def put_webhook(request: Request, tenant: TenantDep, webhook: WebhookRequest) -> WebhookResponse:
     """Send alerts to `url`, signed with a new secret (shown only here).
 
@@ -242,21 +301,21 @@ def put_webhook(request: Request, tenant: TenantDep, webhook: WebhookRequest) ->
     return WebhookResponse(url=url, secret=secret)
 
 
-@router.delete("/webhook", status_code=204, responses=_ERRORS)
+@router.delete("/webhook", operation_id="deleteWebhook", status_code=204)
 def delete_webhook(request: Request, tenant: TenantDep) -> Response:
     """Stop sending alerts."""
     _store(request).set_webhook(tenant.id, None, None)
     return Response(status_code=204)
 
 
-@router.post("/tenants", responses=_ERRORS, dependencies=[Depends(admin_only)])
+@router.post("/tenants", operation_id="createTenant", dependencies=[Depends(admin_only)])
 def post_tenant(request: Request, body: TenantRequest) -> TenantResponse:
     """Create a tenant (admin key); the answer holds its API key, shown only here."""
     key = _store(request).create_tenant(body.name, overdraft=body.overdraft)
     return TenantResponse(name=body.name, api_key=key)
 
 
-@router.post("/tenants/{name}/keys", responses=_ERRORS, dependencies=[Depends(admin_only)])
+@router.post("/tenants/{name}/keys", operation_id="createKey", dependencies=[Depends(admin_only)])
 def post_key(request: Request, name: str) -> TenantResponse:
     """Add an API key to a tenant (admin key); shown only in this answer."""
     return TenantResponse(name=name, api_key=_store(request).new_key(name))
