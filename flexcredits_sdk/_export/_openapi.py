@@ -9,7 +9,8 @@ FastAPI leaves out, this module adds from the operation FastAPI describes:
   401 answer; the admin key (``adminKey``) a 403; an operation with neither needs no key;
 * every operation with parameters or a body may answer 422 (an `ErrorResponse`, not FastAPI's
   default), every body 413;
-* the bodies a route reads itself (`IngestRequest`), and stable operation ids (`operation_id`).
+* the bodies a route reads itself (`IngestRequest`), and stable operation ids (`operation_id`);
+* each operation's summary: the first paragraph of its route's docstring.
 
 Regenerate the shipped file with ``make openapi``; a test checks that it is up to date.
 """
