@@ -516,3 +516,27 @@ def test_a_version_2_database_migrates_to_rate_cards(
             assert _schema.schema_version(conn) == 3
     finally:
         engine.dispose()
+
+
+def test_a_version_set_by_another_process_prices_the_next_batch(db_url: str) -> None:
+    from flexcredits_sdk.server._database import WalletStore
+
+    one, other = WalletStore(db_url), WalletStore(db_url)
+    try:
+        one.migrate()
+        one.create_tenant("acme")
+        tenant = one.tenant("acme").id
+        late = record(start_ns=T0 + HOUR)
+        assert one.cards.pricer(tenant).price(late) == 20  # the default card, now cached
+        assert one.cards.schedule(tenant) is one.cards.schedule(tenant)  # unchanged: reused
+        other.cards.put(tenant, RateCard(**CARD), T0)
+        other.cards.put(tenant, RateCard(action_types={"standard": {"production": 9}}), T0 + 1)
+        assert one.cards.pricer(tenant).price(late) == 9
+        # The same start again replaces that version.
+        other.cards.put(tenant, RateCard(action_types={"standard": {"production": 8}}), T0 + 1)
+        assert one.cards.pricer(tenant).price(late) == 8
+        assert one.cards.pricer(tenant).price(record(start_ns=T0)) == 20  # acme's card
+        assert [v.effective_ns for v in one.cards.versions(tenant)] == [T0, T0 + 1]
+    finally:
+        one.close()
+        other.close()

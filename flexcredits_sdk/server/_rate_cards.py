@@ -4,7 +4,7 @@ A tenant's cards form a schedule: each version is in force from its ``effective_
 next version's. Before a tenant's first card, and for a tenant with none, the default card
 (`RateCard.agentforce()` unless the store was given another) is in force.
 
-Pricing a batch looks the schedule up once: one small query for the versions' ids, and the
+Pricing a batch looks the schedule up once: one small query for the versions' tags, and the
 cards themselves only when that list changed since this process last read it (another process
 or the command line may add a version at any time). Each record is then priced by the card in
 force at its start time, with the price of each (card, action, type, environment) computed once
@@ -83,12 +83,9 @@ class CardVersion:
 class _Schedule:
     """One tenant's versions, oldest first, as read at one moment."""
 
-    __slots__ = ("cards", "etags", "ids", "starts")
+    __slots__ = ("cards", "etags", "starts")
 
-    def __init__(
-        self, ids: tuple[int, ...], starts: list[int], cards: list[RateCard], etags: list[str]
-    ) -> None:
-        self.ids = ids
+    def __init__(self, starts: list[int], cards: list[RateCard], etags: tuple[str, ...]) -> None:
         self.starts = starts
         self.cards = cards
         self.etags = etags
@@ -110,7 +107,7 @@ class RateCardStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._schedules: dict[int, _Schedule] = {}
-        self._parsed: dict[int, RateCard] = {}
+        self._parsed: dict[str, RateCard] = {}  # by tag
 
     def put(self, tenant_id: int, card: RateCard, effective_ns: int | None = None) -> CardVersion:
         """Store `card` as the tenant's version from `effective_ns` (now when ``None``).
@@ -126,51 +123,54 @@ class RateCardStore:
         start = now if effective_ns is None else effective_ns
         if not 0 <= start < _INT64:
             raise ConfigurationError("effective_from", start, "must be between 1970 and 2262")
-        etag = etag_of(card, start)
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            conn.execute(
-                sa.delete(rate_cards).where(
-                    rate_cards.c.tenant_id == tenant_id, rate_cards.c.effective_ns == start
-                )
-            )
-            conn.execute(
-                sa.insert(rate_cards).values(
-                    tenant_id=tenant_id,
-                    effective_ns=start,
-                    card=card.dumps("json"),
-                    etag=etag,
-                    created_ns=now,
-                )
-            )
+        row = {
+            "tenant_id": tenant_id,
+            "effective_ns": start,
+            "card": card.dumps("json"),
+            "etag": etag_of(card, start),
+            "created_ns": now,
+        }
+        same = (rate_cards.c.tenant_id == tenant_id, rate_cards.c.effective_ns == start)
+        for attempt in (1, 2):
+            try:
+                with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                    conn.execute(sa.delete(rate_cards).where(*same))
+                    conn.execute(sa.insert(rate_cards).values(**row))
+                break
+            except sa.exc.IntegrityError:
+                if attempt == 2:  # pragma: no cover - a third writer of the same start
+                    raise
+                # Another process stored a version with the same start meanwhile: replace it.
         return self.at(tenant_id, start)
 
     def _schedule(self, conn: Connection, tenant_id: int) -> _Schedule:
-        rows = conn.execute(
+        query = (
             sa.select(rate_cards.c.id, rate_cards.c.effective_ns, rate_cards.c.etag)
             .where(rate_cards.c.tenant_id == tenant_id)
             .order_by(rate_cards.c.effective_ns)
-        ).all()
-        ids = tuple(row.id for row in rows)
+        )
+        rows = conn.execute(query).all()
+        # Versions are known by their tags, which hash their content: a replaced version has a
+        # new one, whatever id the database gives its row.
+        tags = tuple(row.etag for row in rows)
         with self._lock:
             known = self._schedules.get(tenant_id)
-        if known is not None and known.ids == ids:
+            cards = [self._parsed.get(tag) for tag in tags]
+        if known is not None and known.etags == tags:
             return known
-        missing = [row.id for row in rows if row.id not in self._parsed]
-        if missing:
-            texts = conn.execute(
-                sa.select(rate_cards.c.id, rate_cards.c.card).where(rate_cards.c.id.in_(missing))
-            ).all()
-            parsed = {row.id: RateCard(**json.loads(row.card)) for row in texts}
+        if any(card is None for card in cards):
+            # Versions and cards in one statement: at READ COMMITTED, a second statement could
+            # see a version replaced since the first.
+            rows = conn.execute(query.add_columns(rate_cards.c.card)).all()
+            tags = tuple(row.etag for row in rows)
+            parsed = [RateCard(**json.loads(row.card)) for row in rows]
             with self._lock:
                 if len(self._parsed) > 10_000:
                     self._parsed.clear()
-                self._parsed.update(parsed)
-        else:
-            parsed = {}
-        with self._lock:
-            cards = [parsed.get(row.id) or self._parsed[row.id] for row in rows]
+                self._parsed.update(zip(tags, parsed, strict=True))
+            cards = list(parsed)
         schedule = _Schedule(
-            ids, [row.effective_ns for row in rows], cards, [row.etag for row in rows]
+            [row.effective_ns for row in rows], [card for card in cards if card is not None], tags
         )
         with self._lock:
             self._schedules[tenant_id] = schedule
