@@ -10,7 +10,7 @@ import datetime as _dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -159,11 +159,18 @@ def get_rate_card(
         _dt.datetime | None,
         Query(description="The time whose card to return (timezone-aware); now by default"),
     ] = None,
+    if_none_match: Annotated[
+        str | None,
+        Header(
+            max_length=2000,
+            description="The ETag of the version the client has: 304 while it is in force",
+        ),
+    ] = None,
 ) -> Response:
     """The tenant's rate card in force now (or at `at`); 304 when If-None-Match names it."""
     at_ns = None if at is None else _ns(at, "at")
     version = _store(request).cards.at(tenant.id, at_ns)
-    if _matches(request.headers.get("if-none-match"), version.etag):
+    if _matches(if_none_match, version.etag):
         return Response(
             status_code=304, headers={"ETag": f'"{version.etag}"', "Cache-Control": "no-cache"}
         )
