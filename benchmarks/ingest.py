@@ -113,8 +113,7 @@ def breakdown(db: str) -> dict[str, float]:
     """Return where one 5,000-record batch spends its time inside the service, in ms."""
     from flexcredits_sdk._wire import IngestRequest
     from flexcredits_sdk.server import WalletStore
-    from flexcredits_sdk.server._database import _book
-    from flexcredits_sdk.server._ingest import _check
+    from flexcredits_sdk.server._ingest import _check, _price
     from flexcredits_sdk.server._insert import insert_records
     from flexcredits_sdk.server._ledgers import change_ledger
 
@@ -156,6 +155,9 @@ def breakdown(db: str) -> dict[str, float]:
         nul = b"\\u0000" in body
         records = [_check(m, nul) for m in batch.records]
         t = clock("to records", t)
+        pricer = store.cards.pricer(tenant)
+        records = [_price(r, pricer, now)[0] for r in records]  # type: ignore[arg-type, index]
+        t = clock("price", t)
         after: list[Any] = []
         with store.engine.connect().execution_options(flexcredits_write=True) as conn:
             with conn.begin():
@@ -164,7 +166,7 @@ def breakdown(db: str) -> dict[str, float]:
                 added = [r for r in records if r.id in inserted]  # type: ignore[union-attr]
 
                 def change(ledger: Any, added: Any = added, now: int = now) -> Any:
-                    return None, _book(ledger, added, now)
+                    return None, ledger.book_many(added, now)
 
                 change_ledger(conn, tenant, store._cache, store.rate_card, change, after)
                 t = clock("ledger update", t)

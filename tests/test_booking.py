@@ -61,6 +61,12 @@ class Service:
             answer = admin.post("/v1/grants", params={"tenant": tenant}, json=body)
             assert answer.status_code == 200, answer.text
 
+    def rate_card(self, tenant: str, card: dict[str, Any]) -> None:
+        with httpx.Client(base_url=self.url, timeout=TIMEOUT) as admin:
+            admin.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+            answer = admin.put("/v1/rate-card", params={"tenant": tenant}, json=card)
+            assert answer.status_code == 200, answer.text
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
@@ -100,7 +106,7 @@ def _records() -> list[fc.UsageRecord]:
             fc.UsageRecord(
                 fc.new_id(),
                 "answer" if i % 2 else "lookup",
-                "standard",
+                ("standard", "custom", "mini")[i % 3],
                 1,
                 (20, Decimal("16.5"), 8)[i % 3],
                 "production",
@@ -113,6 +119,15 @@ def _records() -> list[fc.UsageRecord]:
     return records
 
 
+#: The service prices records by its own card: the credits that `_records` claims.
+RATE_CARD: dict[str, Any] = {
+    "action_types": {
+        "standard": {"production": 20},
+        "custom": {"production": "16.5"},
+        "mini": {"production": 8},
+    },
+    "effective_from": "2020-01-01T00:00:00Z",
+}
 EXPIRES = _dt.datetime(2026, 3, 31, 23, 45, tzinfo=_dt.UTC)  # mid-batch
 GRANTS: list[dict[str, Any]] = [
     {"credits": 300, "expires_at": EXPIRES, "priority": 1, "source": "monthly"},
@@ -150,6 +165,7 @@ def _service_tenant(service: Service, *, reacting: bool) -> httpx.Client:
     """A new tenant of the service set up as `_offline_wallet` sets up its wallet."""
     service.clock.now = T0
     name, client = service.tenant()
+    service.rate_card(name, RATE_CARD)
     for grant in GRANTS:
         expires = grant.get("expires_at")
         body = {**grant, "expires_at": None if expires is None else expires.isoformat()}

@@ -197,9 +197,10 @@ def value(
 
 
 def records(*credits: int) -> dict[str, Any]:
+    """Records of `credits` each, at the default card's price (20 per unit in production)."""
     now = time.time_ns()
     made = [
-        UsageRecord(new_id(), "answer", "standard", 1, c, "production", {}, None, now, 1)
+        UsageRecord(new_id(), "answer", "standard", c // 20, c, "production", {}, None, now, 1)
         for c in credits
     ]
     return {"records": [r.to_dict() for r in made]}
@@ -210,14 +211,14 @@ def test_the_metrics_move_as_records_are_ingested(server: ServerProcess) -> None
     key = server.tenant(tenant)
     before = scrape(server)
     server.grant(tenant, 1000)
-    batch = records(20, 30)
+    batch = records(20, 40)
     with server.client(key) as client:
         assert client.post("/v1/records", json=batch).status_code == 200
-        again = {"records": [*batch["records"], *records(5)["records"]]}
+        again = {"records": [*batch["records"], *records(20)["records"]]}
         assert client.post("/v1/records", json=again).status_code == 200
-        bad = {"records": [*records(7)["records"], {**records(1)["records"][0], "units": 0}]}
+        bad = {"records": [*records(20)["records"], {**records(20)["records"][0], "units": 0}]}
         assert client.post("/v1/records", json=bad).status_code == 422
-        assert client.get("/v1/balance").json()["credits"] == 1000 - 55
+        assert client.get("/v1/balance").json()["credits"] == 1000 - 80
     after = scrape(server)
 
     def moved(name: str, **labels: str) -> float:
@@ -237,7 +238,7 @@ def test_the_metrics_move_as_records_are_ingested(server: ServerProcess) -> None
     assert moved(requests, method="POST", route="/v1/grants", status="200") == 1
     assert moved(requests, method="GET", route="/metrics", status="200") == 1
     # Totals over every tenant: this one's grant less what it spent; nothing is held.
-    assert moved("flexcredits_wallet_balance_credits") == 1000 - 55
+    assert moved("flexcredits_wallet_balance_credits") == 1000 - 80
     assert value(after, "flexcredits_wallet_held_credits") == 0
     assert moved("flexcredits_wallet_tenants") == 0
     assert not any(("tenant", tenant) in labels for _, labels in after)
@@ -289,12 +290,12 @@ def test_every_worker_answers_for_all_of_them(tmp_path: Path) -> None:
         server.grant("acme", 10_000)
         for _ in range(12):  # each on a connection of its own, so both workers take some
             with server.client(key) as client:
-                assert client.post("/v1/records", json=records(10)).status_code == 200
+                assert client.post("/v1/records", json=records(20)).status_code == 200
         accepted = set()
         for _ in range(8):
             samples = scrape(server)
             accepted.add(value(samples, "flexcredits_wallet_records_total", result="accepted"))
-            assert value(samples, "flexcredits_wallet_balance_credits") == 10_000 - 120
+            assert value(samples, "flexcredits_wallet_balance_credits") == 10_000 - 240
         assert accepted == {12}
 
 

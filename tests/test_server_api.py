@@ -33,12 +33,13 @@ def record(
     start_ns: int = T0,
     rid: str | None = None,
     conversation_id: str | None = None,
+    units: int = 1,
 ) -> UsageRecord:
     return UsageRecord(
         rid or new_id(),
         action,
         "standard",
-        1,
+        units,
         credits,
         environment,
         tags or {},
@@ -153,7 +154,9 @@ def test_keys_are_required_and_scoped(server: ServerProcess) -> None:
     shared_id = new_id()
     assert post(a, [record(rid=shared_id, tags={"team": "a"})]).json()["accepted"] == 1
     # B books the same id in its own wallet: ids are unique per tenant, not across tenants.
-    assert post(b, [record(rid=shared_id, credits=16)]).json()["accepted"] == 1
+    assert (
+        post(b, [record(rid=shared_id, credits=16, environment="sandbox")]).json()["accepted"] == 1
+    )
     assert a.get("/v1/balance").json()["used"] == 20
     assert b.get("/v1/balance").json()["used"] == 16
     assert [r["tags"] for r in a.get("/v1/records").json()["records"]] == [{"team": "a"}]
@@ -191,30 +194,38 @@ def test_grants_burn_by_priority_and_expiry(server: ServerProcess) -> None:
     server.grant(name, 100, source="promotion", priority=0)
     server.grant(name, 100, source="seat", expires_at=soon)
     server.grant(name, 100, source="purchase")
-    post(client, [record(150, start_ns=T0)])
+    post(client, [record(160, start_ns=T0, units=8)])
     grants = {g["source"]: g["remaining"] for g in client.get("/v1/grants").json()["grants"]}
-    assert grants == {"promotion": 0, "seat": 50, "purchase": 100}
+    assert grants == {"promotion": 0, "seat": 40, "purchase": 100}
     balance = client.get("/v1/balance").json()
-    assert (balance["credits"], balance["granted"], balance["used"]) == (150, 300, 150)
+    assert (balance["credits"], balance["granted"], balance["used"]) == (140, 300, 160)
 
 
 def test_overdraft_is_owed_and_settled_by_the_next_grant(server: ServerProcess) -> None:
     name, client = tenant(server, 10)
-    post(client, [record(25)])
-    assert client.get("/v1/balance").json()["owed"] == 15
+    post(client, [record(20)])
+    assert client.get("/v1/balance").json()["owed"] == 10
     server.grant(name, 100)
     balance = client.get("/v1/balance").json()
-    assert (balance["credits"], balance["owed"]) == (85, 0)
+    assert (balance["credits"], balance["owed"]) == (90, 0)
 
 
 def test_usage_matches_the_offline_wallet(server: ServerProcess) -> None:
-    _, client = tenant(server)
+    name, client = tenant(server)
+    card = {"action_types": {"standard": {"production": 20, "sandbox": "16.5"}}}
+    with server.client(ADMIN_KEY) as admin:
+        set_card = admin.put(
+            "/v1/rate-card",
+            params={"tenant": name},
+            json={**card, "effective_from": "1970-01-01T00:00:00Z"},
+        )
+        assert set_card.status_code == 200, set_card.text
     offline = OfflineWallet()
     offline.grant(100_000)
     hour = 3_600 * 10**9
     records = [
         record(
-            Decimal("16.5") if i % 3 else 20,
+            Decimal("16.5") if i % 4 == 0 else 20,
             environment="sandbox" if i % 4 == 0 else "production",
             tags={"team": f"t{i % 3}"} if i % 5 else {},
             action=f"a{i % 2}",
@@ -318,7 +329,7 @@ def test_low_balance_and_budget_alerts_are_listed(server: ServerProcess) -> None
     budgets = client.post("/v1/budgets", json={"credits": 100, "tags": {"team": "a"}}).json()
     assert budgets["budgets"][0]["limit"] == 100
     now = time.time_ns()  # budgets count this month's spending
-    post(client, [record(60, tags={"team": "a"}, start_ns=now + i) for i in range(9)])
+    post(client, [record(60, tags={"team": "a"}, start_ns=now + i, units=3) for i in range(9)])
     alerts = client.get("/v1/alerts").json()["alerts"]
     assert sorted(a["kind"] for a in alerts) == ["budget", "low_balance"]
     assert client.get("/v1/budgets").json()["budgets"][0]["spent"] == 540

@@ -221,8 +221,6 @@ def test_an_id_the_sdk_could_not_have_made_is_rejected(server: ServerProcess, ba
     good = record()
     bad = {**record().to_dict(), "id": bad_id}
     response = post(client, [good.to_dict(), bad])
-    if response.status_code == 200:  # the record model's rule for ids (set_id's) is not in yet
-        pytest.xfail("the record model accepts an id that is not printable")
     assert response.status_code == 422
     assert response.json()["results"][1]["reason"].startswith("id")
     assert used(client) == 0

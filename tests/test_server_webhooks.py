@@ -65,7 +65,13 @@ ALLOW_LOOPBACK = {"FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE": "1"}
 
 
 def spend(server: ServerProcess, key: str, credits: int) -> None:
-    record = UsageRecord(new_id(), "answer", "standard", 1, credits, "production", {}, None, 0, 1)
+    """Book `credits` (a multiple of 20, the default card's production price) as one record."""
+    units, rest = divmod(credits, 20)
+    assert units > 0, credits
+    assert rest == 0, credits
+    record = UsageRecord(
+        new_id(), "answer", "standard", units, credits, "production", {}, None, 0, 1
+    )
     with server.client(key) as client:
         record = record._replace(start_time_ns=time.time_ns())
         assert client.post("/v1/records", json={"records": [record.to_dict()]}).status_code == 200
@@ -103,7 +109,7 @@ def test_a_tenant_without_a_webhook_still_lists_its_alerts(db_url: str) -> None:
         with server.client(key) as client:
             server.grant("acme", 100)
             client.post("/v1/watches", json={"credits": 10})
-            spend(server, key, 95)
+            spend(server, key, 100)
             assert [a["kind"] for a in client.get("/v1/alerts").json()["alerts"]] == ["low_balance"]
             assert client.delete("/v1/webhook").status_code == 204
             bad = client.put("/v1/webhook", json={"url": "not a url"})
