@@ -46,6 +46,7 @@ R = TypeVar("R")
 # The record is built from its fields in `UsageRecord` order without the named tuple's keyword
 # parsing: the one place a record is made by position, once per call.
 _new_record = tuple.__new__
+_NO_TAGS: dict[str, str] = {}  # read only
 
 #: Every meter, so that a hook added later reaches the meters made before it.
 _METERS: weakref.WeakSet[Meter] = weakref.WeakSet()
@@ -212,11 +213,12 @@ class _Engine(LockedAcrossFork):
                 act._hold = wallet.authorize(spec.name, act.credits, act.tags)
             if bind:
                 act._token = CURRENT.set(act)
-            for observer in self._observers:
-                try:
-                    observer.on_start(act)
-                except Exception as exc:
-                    self._failed("on_start", spec.name, exc)
+            if self._observers:  # an empty loop costs as much as the test, on every call
+                for observer in self._observers:
+                    try:
+                        observer.on_start(act)
+                    except Exception as exc:
+                        self._failed("on_start", spec.name, exc)
             return act
         except ActionRefused:
             self._refused += 1
@@ -241,11 +243,12 @@ class _Engine(LockedAcrossFork):
                 error_type = type(exc).__qualname__
                 credits = spec.credits * units if self.rate_card.bill_failed else 0
             observers = self._observers
-            for observer in observers:
-                try:
-                    observer.on_end(act, exc, credits)
-                except Exception as error:
-                    self._failed("on_end", spec.name, error)
+            if observers:
+                for observer in observers:
+                    try:
+                        observer.on_end(act, exc, credits)
+                    except Exception as error:
+                        self._failed("on_end", spec.name, error)
             act.record = record = _new_record(
                 UsageRecord,
                 (
@@ -255,7 +258,8 @@ class _Engine(LockedAcrossFork):
                     units,
                     credits,
                     self.environment,
-                    act._record_tags(),
+                    # `act.tags`, merged here without the call
+                    {**spec.meter_tags, **act._ctx_tags, **spec.tags, **(act._tags or _NO_TAGS)},
                     act._conversation,
                     act.start_time_ns,
                     duration,
@@ -267,11 +271,12 @@ class _Engine(LockedAcrossFork):
             )
             self._wallet.submit(record, act._hold)
             self._recorded += 1
-            for observer in observers:
-                try:
-                    observer.on_record(record)
-                except Exception as error:
-                    self._failed("on_record", spec.name, error)
+            if observers:
+                for observer in observers:
+                    try:
+                        observer.on_record(record)
+                    except Exception as error:
+                        self._failed("on_record", spec.name, error)
         except Exception as error:
             self._failed("finish", spec.name, error)
 

@@ -41,7 +41,7 @@ SCENARIO = textwrap.dedent(
 
     out = {}
     act()
-    out["idle"] = [len(meter.observers), last_trace_id(), len(_records._state.ticks)]
+    out["idle"] = [len(meter.observers), last_trace_id(), len(_records.ID_STATE.ticks)]
 
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
@@ -60,7 +60,7 @@ SCENARIO = textwrap.dedent(
     data = reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
     credits = next(m for m in data if m.name == "flexcredits.credits")
     out["metrics"] = [p.value for p in credits.data.data_points]
-    out["done_watching"] = len(_records._state.ticks)
+    out["done_watching"] = len(_records.ID_STATE.ticks)
 
     later = fc.Meter(clock=clock)
     later.metered_action(name="later")(lambda: None)()
