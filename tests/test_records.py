@@ -34,6 +34,25 @@ def test_ids_stay_unique_and_ordered_past_a_block_of_4096_in_one_millisecond() -
         assert int(record_id.replace("-", "")[:12], 16) == now_ns // 1_000_000
 
 
+def test_actions_and_new_id_make_one_sequence_of_ids() -> None:
+    """An action makes its id with `make_id`'s lines written out: both draw from one sequence."""
+    ticks = iter(range(1_790_000_000_000_000_000, 1_800_000_000_000_000_000, 300_000))
+    meter = fc.Meter(wallet=fc.OfflineWallet(keep_records=None), clock=lambda: next(ticks))
+
+    @meter.metered_action
+    def lookup() -> str:
+        return fc.new_id(meter.clock())
+
+    ids: list[str] = []
+    for _ in range(3000):  # three or four actions a millisecond, for about 900 ms
+        ids.append(lookup())
+    action_ids = [r.id for r in meter.wallet.records()]
+    made = [x for pair in zip(action_ids, ids, strict=True) for x in pair]
+    assert len(set(made)) == len(made)
+    assert made == sorted(made)  # each action's id comes before the id made inside it
+    assert {uuid.UUID(x).version for x in made} == {7}
+
+
 def test_each_millisecond_draws_fresh_random_bits() -> None:
     ms = 1_790_000_000_000
     middles = {fc.new_id((ms + n) * 1_000_000)[14:23] for n in range(50)}
