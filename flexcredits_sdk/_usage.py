@@ -269,7 +269,10 @@ def from_columns(columns: tuple[Any, ...]) -> list[tuple[Any, ...]]:
 
 
 def new_records(
-    records: Sequence[UsageRecord], top: str, known: Callable[[str], bool]
+    records: Sequence[UsageRecord],
+    top: str,
+    known: Callable[[str], bool],
+    ids: Iterable[str] | None = None,
 ) -> tuple[Sequence[UsageRecord], str]:
     """The one rule that finds duplicates, for any id, in memory and in a wallet file.
 
@@ -278,14 +281,17 @@ def new_records(
     is the common case, decided at C speed for a whole batch. Only an id that is not greater is
     looked up with `known`. A record whose id an earlier one of `records` has is a duplicate too.
 
+    `ids` are the records' ids, in order, when the caller has them already (the first column
+    of a block of columns).
+
     Returns:
         The new records, in order, and the greatest id now seen.
     """
     if not records:
         return records, top
-    ids = sorted(map(_first, records))  # nearly in order already: cheap to sort
-    if ids[0] > top and (len(ids) == 1 or len(set(ids)) == len(ids)):
-        return records, ids[-1]  # every id is greater than any seen, and they differ
+    ordered = sorted(map(_first, records) if ids is None else ids)  # nearly in order: cheap
+    if ordered[0] > top and (len(ordered) == 1 or len(set(ordered)) == len(ordered)):
+        return records, ordered[-1]  # every id is greater than any seen, and they differ
     added: list[UsageRecord] = []
     seen: set[str] = set()
     for record in records:
@@ -294,7 +300,7 @@ def new_records(
             continue
         seen.add(record_id)
         added.append(record)
-    return added, max(top, ids[-1])
+    return added, max(top, ordered[-1])
 
 
 class DayTotals:
@@ -314,11 +320,33 @@ class DayTotals:
     def add_columns(self, columns: tuple[Any, ...]) -> None:
         """Add the records of a `to_columns` block."""
         starts = columns[_START]
+        size = len(starts)
+        latest = max(starts)
         first_day = min(starts) // _DAY_NS
-        same_day = max(starts) // _DAY_NS == first_day
+        same_day = latest // _DAY_NS == first_day
+        tags = columns[_TAGS]
+        keyed = (columns[_ACTION], columns[_TYPE], columns[_ENVIRONMENT], columns[_OUTCOME])
+        if (
+            same_day
+            and all(column.count(column[0]) == size for column in keyed)
+            and (tags is None or tags.count(tags[0]) == size)
+        ):
+            # The common block: alike records of one day (one metered function, say), found
+            # by counting in C. Its units and credits are summed whatever they are.
+            key = (first_day, *(column[0] for column in keyed))
+            tag_map = _NO_TAGS if tags is None else tags[0]
+            self._add(key, tag_map, sum(columns[_UNITS]), size, sum(columns[_CREDITS]))
+        else:
+            self._add_rows(columns, first_day if same_day else None)
+        self.count += size
+        if self.latest_ns is None or latest > self.latest_ns:
+            self.latest_ns = latest
+
+    def _add_rows(self, columns: tuple[Any, ...], day: int | None) -> None:
+        """Add a block's records run by run: `day` is the block's day if it has only one."""
         tags = columns[_TAGS]
         rows = zip(
-            repeat(first_day) if same_day else map(floordiv, starts, repeat(_DAY_NS)),
+            map(floordiv, columns[_START], repeat(_DAY_NS)) if day is None else repeat(day),
             columns[_ACTION],
             columns[_TYPE],
             columns[_ENVIRONMENT],
@@ -328,32 +356,29 @@ class DayTotals:
             columns[_CREDITS],
             strict=False,  # `repeat` has no end
         )
-        totals = self._totals
         # Neighbouring records are mostly alike: one step per run of equal ones, found by
         # comparing neighbours in C rather than hashing every record.
-        for (
-            day,
-            action,
-            action_type,
-            environment,
-            outcome,
-            tag_map,
-            units,
-            credits,
-        ), run in groupby(rows):
+        for (*key, tag_map, units, credits), run in groupby(rows):
             count = len(list(run))
-            key = (day, action, action_type, environment, outcome, frozenset(tag_map.items()))
-            row = totals.get(key)
-            if row is None:
-                totals[key] = [units * count, count, credits * count]
-            else:
-                row[0] += units * count
-                row[1] += count
-                row[2] += credits * count
-        self.count += len(starts)
-        latest = max(starts)
-        if self.latest_ns is None or latest > self.latest_ns:
-            self.latest_ns = latest
+            self._add(tuple(key), tag_map, units * count, count, credits * count)
+
+    def _add(
+        self,
+        key: tuple[Any, ...],
+        tag_map: Mapping[str, str],
+        units: int,
+        count: int,
+        credits: int | Decimal,
+    ) -> None:
+        """Add to the totals of `key` (day, action, type, environment, outcome) and tags."""
+        key = (*key, frozenset(tag_map.items()))
+        row = self._totals.get(key)
+        if row is None:
+            self._totals[key] = [units, count, credits]
+        else:
+            row[0] += units
+            row[1] += count
+            row[2] += credits
 
     def put(self, key: tuple[Any, ...], units: int, count: int, credits: int | Decimal) -> None:
         """Set the totals of one key (a wallet file loads its totals this way)."""
@@ -426,7 +451,7 @@ class DayTotals:
 class RecordLog:
     """Records in booking order, each id at most once, the most recent `keep` of them held.
 
-    Records are kept in chunks of `_CHUNK`, each a block of columns (`to_columns`): cheap to
+    Records are kept in chunks of about `_CHUNK`, each a block of columns (`to_columns`): cheap to
     append in bulk, compact in memory, and nearly free for the garbage collector, which would
     otherwise scan every record in each full collection of the host process. When more than
     `keep` records are held, the oldest chunks are dropped into `earlier` (`DayTotals`), so
@@ -438,8 +463,8 @@ class RecordLog:
     again (a wallet with a file keeps every id).
 
     Args:
-        keep: How many recent records to hold, at least (up to `_CHUNK` - 1 more); ``None``
-            holds every record.
+        keep: How many recent records to hold, at least (up to two chunks, 255, more);
+            ``None`` holds every record.
     """
 
     __slots__ = ("_chunks", "_held", "_index", "_keep", "_tail", "_top", "earlier")
@@ -472,11 +497,34 @@ class RecordLog:
 
         A record whose id an earlier one of `records` has is not appended either.
         """
-        added, self._top = new_records(records, self._top, self._known)
+        return self.add_block(records)[0]
+
+    def add_block(
+        self, records: Sequence[UsageRecord]
+    ) -> tuple[Sequence[UsageRecord], tuple[Any, ...] | None]:
+        """`add_many`, also returning the block of columns (`to_columns`) of the records
+        appended (``None`` when none were), for the caller to read as well.
+
+        A batch of about a chunk's size that finds no records waiting becomes a chunk as it
+        is: the usual batch of the offline wallet is turned into columns once, here.
+        """
+        if not records:
+            return records, None
+        block = to_columns(records)
+        added, self._top = new_records(records, self._top, self._known, block[0])
+        if not added:
+            return added, None
+        if added is not records:  # some were here already
+            block = to_columns(added)
         if self._index is not None:
-            self._index.update(map(_first, added))
-        self._extend(added)
-        return added
+            self._index.update(block[0])
+        if not self._tail and _CHUNK // 2 <= len(added) <= 2 * _CHUNK:
+            self._chunks.append(block)
+            self._held += len(added)
+            self._drop()
+        else:
+            self._extend(added)
+        return added, block
 
     def _known(self, record_id: str) -> bool:
         """Whether a held record has this id (the index is built the first time it is asked)."""
@@ -497,8 +545,14 @@ class RecordLog:
             self._seal()
 
     def _seal(self) -> None:
-        self._chunks.append(to_columns(self._tail))
-        self._tail = []
+        tail = self._tail
+        whole = len(tail) - len(tail) % _CHUNK
+        self._chunks.extend(to_columns(tail[i : i + _CHUNK]) for i in range(0, whole, _CHUNK))
+        self._tail = tail[whole:]
+        self._drop()
+
+    def _drop(self) -> None:
+        """Let the oldest chunks go into `earlier` while the others hold `keep` records."""
         keep = self._keep
         if keep is None:
             return

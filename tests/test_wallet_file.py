@@ -196,6 +196,15 @@ def test_an_unusable_file_is_refused_with_its_path(tmp_path: Path, make: Any, re
     assert (path.read_bytes() if path.exists() else None) == before  # left as it was
 
 
+def test_a_long_path_is_named_whole(tmp_path: Path) -> None:
+    path = tmp_path / ("a-directory-with-a-long-name-" * 4) / "wallet.db"
+    path.parent.mkdir()
+    path.write_bytes(b"not a wallet, not SQLite either" * 100)
+    with pytest.raises(fc.ConfigurationError) as info:
+        fc.OfflineWallet(path=path)
+    assert f"path={str(path)!r}:" in str(info.value)
+
+
 def test_durability_must_be_known() -> None:
     with pytest.raises(fc.ConfigurationError) as info:
         fc.OfflineWallet(durability="sometimes")  # type: ignore[arg-type]

@@ -104,3 +104,51 @@ def test_the_test_fixture_wallet_holds_every_record() -> None:
         assert len(list(flex.wallet.records())) == 400
     finally:
         flex.uninstall()
+
+
+def test_batches_of_every_size_are_held_in_order_once_and_totalled_when_dropped() -> None:
+    """Batches of a chunk's size become chunks as they are; others wait in the tail."""
+    from flexcredits_sdk._usage import RecordLog
+
+    start = 1_790_000_000_000_000_000
+    made = [
+        fc.UsageRecord(
+            fc.new_id(start + i * 1_000),
+            ("answer", "lookup")[i % 7 == 0],
+            "standard",
+            1 + i % 3,
+            20 * (1 + i % 3),
+            "production",
+            {"department": ("hr", "it")[i % 11 == 0]} if i % 5 else {},
+            None,
+            start + i * 1_000,
+            10,
+        )
+        for i in range(2_200)
+    ]
+    kept, everything = RecordLog(keep=300), RecordLog(keep=None)
+    at = 0
+    for size in [1, 128, 64, 3, 200, 256, 300, 5, 128, 128, 1, 127, 129, 64, 63, 500]:
+        batch = made[at : at + size]
+        again = made[max(0, at - 2) : at + size]  # the last two of the batch before, again
+        assert [r.id for r in kept.add_many(again)] == [r.id for r in batch]
+        everything.add_many(batch)
+        at += size
+    assert list(everything) == made[:at]
+    held = list(kept)
+    assert 300 <= len(held) <= 300 + 2 * 128 - 1
+    assert held == made[at - len(held) : at]
+    assert kept.dropped == at - len(held)
+    totals: dict[tuple[Any, ...], list[Any]] = {}
+    for r in made[: at - len(held)]:
+        key = (r.action, frozenset(r.tags.items()))
+        row = totals.setdefault(key, [0, 0, 0])
+        row[0] += r.units
+        row[1] += 1
+        row[2] += r.credits
+    dropped: dict[tuple[Any, ...], list[Any]] = {}
+    for key in kept.earlier.groups():
+        row = dropped.setdefault((key[1], key[5]), [0, 0, 0])
+        for i, value in enumerate(kept.earlier.get(key)):
+            row[i] += value
+    assert dropped == totals

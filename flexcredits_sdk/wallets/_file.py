@@ -144,7 +144,9 @@ def _writable(path: Path) -> bool:
 
 
 def _refuse(path: Path, reason: str) -> ConfigurationError:
-    return ConfigurationError("path", str(path), reason)
+    error = ConfigurationError("path", str(path), reason)
+    error.args = (f"path={str(path)!r}: {reason}",)  # the whole path, however long
+    return error
 
 
 class WalletFile:

@@ -83,7 +83,7 @@ class OfflineWallet(LockedAcrossFork):
             restarts; in memory when omitted. One process at a time may open a file (share a
             wallet between processes through the wallet service).
         keep_records: How many of the most recent records an in-memory wallet holds for
-            `records()` (up to 127 more); ``None`` holds every record. Balances, budgets and
+            `records()` (up to 255 more); ``None`` holds every record. Balances, budgets and
             `usage()` stay exact whatever it is (see `UsageReport.complete`). A wallet with
             a `path` keeps every record in its file and none in memory.
         durability: With a `path`: ``"batch"`` (default) writes records in group commits on
@@ -233,12 +233,16 @@ class OfflineWallet(LockedAcrossFork):
     ) -> tuple[Sequence[UsageRecord], list[Alert]]:
         """Book the records whose ids are new; the caller holds the lock."""
         wallet_file = self._file
-        added = (wallet_file or self._log).add_many(records)
+        if wallet_file is None:
+            added, columns = self._log.add_block(records)
+        else:
+            added = wallet_file.add_many(records)
+            columns = to_columns(added) if added else None
         if not added:
             return added, []
-        fired = self._ledger.book_many(added, self._clock())
+        fired = self._ledger.book_many(added, self._clock(), columns)
         if wallet_file is not None:
-            columns = to_columns(added)
+            assert columns is not None
             self._totals.add_columns(columns)
             self._touched.add_columns(columns)
             waiting = wallet_file.pending
