@@ -17,7 +17,8 @@ Rules:
 * A low-balance watch fires once each time the balance falls below its threshold, and re-arms
   when the balance is back at or above it.
 * A budget counts the credits of records whose tags include all of its tags, per calendar day
-  or month (UTC) or for ever; a hard budget refuses actions that would exceed it, and any budget
+  or month in the ledger's time zone (UTC unless set; a day may be 23 or 25 hours long) or for
+  ever; a hard budget refuses actions that would exceed it, and any budget
   alerts once per period when its spending first goes past its limit.
 * A batch of records (`Ledger.book_many`) is booked in the order of the records' end times, ties
   by id, each at its end time or at the batch's ``now`` if it ends later: grant expiry, budget
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import bisect
 import datetime as _dt
+import functools
+import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -43,7 +46,7 @@ from ._models import Alert, Balance, BudgetInfo, GrantInfo
 from ._pricing import RateCard
 from ._records import UsageRecord, datetime_to_ns, ns_to_datetime
 
-__all__ = ["Hold", "Ledger", "Overdraft", "Period"]
+__all__ = ["Hold", "Ledger", "Overdraft", "Period", "zone_of"]
 
 Overdraft = Literal["allow", "deny"]
 Period = Literal["day", "month"]
@@ -52,6 +55,31 @@ Amount = int | Decimal
 _NEVER = 1 << 127
 _DAY_NS = 86_400 * 1_000_000_000
 _UTC = _dt.UTC
+
+
+@functools.lru_cache(maxsize=64)
+def zone_of(name: str) -> _dt.tzinfo:
+    """Return the IANA time zone called `name` (``"UTC"``, ``"America/New_York"``, ...).
+
+    Raises:
+        ConfigurationError: `name` is not an IANA time zone name.
+    """
+    if name == "UTC":
+        return _UTC
+    try:
+        if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
+            raise ValueError(name)
+        return zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigurationError(
+            "time_zone", name, "must be an IANA time zone name, e.g. 'UTC' or 'Europe/Paris'"
+        ) from None
+
+
+def _local_midnight(year: int, month: int, day: int, zone: _dt.tzinfo) -> int:
+    # A midnight that a DST change skips (fold 0) maps to the instant of the change.
+    return datetime_to_ns(_dt.datetime(year, month, day, tzinfo=zone))
+
 
 #: The version of `Ledger.to_state`'s layout (1: before holds and alerts were part of it).
 STATE_FORMAT = 2
@@ -133,18 +161,25 @@ class _Budget:
     def matches(self, tags: Mapping[str, str]) -> bool:
         return all(tags.get(k) == v for k, v in self.tags.items())
 
-    def roll(self, now_ns: int) -> None:
-        """Start a new period when `now_ns` is outside the current one."""
+    def roll(self, now_ns: int, zone: _dt.tzinfo = _UTC) -> None:
+        """Start a new period when `now_ns` is outside the current one.
+
+        Periods start at midnight, or on the 1st of the month, in `zone`.
+        """
         if self.period is None or self.period_start <= now_ns < self.period_end:
             return
-        if self.period == "day":
+        if self.period == "day" and zone is _UTC:
             start = now_ns - now_ns % _DAY_NS
             end = start + _DAY_NS
+        elif self.period == "day":
+            day = ns_to_datetime(now_ns).astimezone(zone).date()
+            following = day + _dt.timedelta(days=1)
+            start = _local_midnight(day.year, day.month, day.day, zone)
+            end = _local_midnight(following.year, following.month, following.day, zone)
         else:
-            day = ns_to_datetime(now_ns)
-            first = _dt.datetime(day.year, day.month, 1, tzinfo=_UTC)
-            following = _dt.datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=_UTC)
-            start, end = datetime_to_ns(first), datetime_to_ns(following)
+            day = ns_to_datetime(now_ns).astimezone(zone)
+            start = _local_midnight(day.year, day.month, 1, zone)
+            end = _local_midnight(day.year + day.month // 12, day.month % 12 + 1, 1, zone)
         self.period_start, self.period_end = start, end
         self.spent = 0
         self.alerted = False
@@ -189,13 +224,22 @@ class Ledger:
         rate_card: Prices credits in money for balances and reports.
         overdraft: ``"allow"`` lets the balance go negative (what is used is owed);
             ``"deny"`` refuses actions the balance does not cover.
+        time_zone: The IANA time zone whose midnights and 1sts of the month start budget
+            periods.
+
+    Raises:
+        ConfigurationError: `overdraft` or `time_zone` is wrong.
     """
 
-    def __init__(self, rate_card: RateCard, *, overdraft: Overdraft = "allow") -> None:
+    def __init__(
+        self, rate_card: RateCard, *, overdraft: Overdraft = "allow", time_zone: str = "UTC"
+    ) -> None:
         if overdraft not in ("allow", "deny"):
             raise ConfigurationError("overdraft", overdraft, "must be 'allow' or 'deny'")
         self.rate_card = rate_card
         self.overdraft: Overdraft = overdraft
+        self._zone_name = time_zone
+        self._zone = zone_of(time_zone)
         self._grants: list[_Grant] = []
         self._active: list[_Grant] = []  # sorted by burn key, remaining > 0, not expired
         self._active_keys: list[tuple[int, int, int]] = []
@@ -219,6 +263,22 @@ class Ledger:
     # --- state --------------------------------------------------------------------------------
 
     @property
+    def time_zone(self) -> str:
+        """The IANA time zone whose midnights and 1sts of the month start budget periods.
+
+        A change applies from each budget's next period; the current one ends when it would.
+
+        Raises:
+            ConfigurationError: A new value is not an IANA time zone name.
+        """
+        return self._zone_name
+
+    @time_zone.setter
+    def time_zone(self, name: str) -> None:
+        self._zone = zone_of(name)
+        self._zone_name = name
+
+    @property
     def reacts(self) -> bool:
         """Whether a booking can fire alerts (budgets or low-balance watches exist)."""
         return bool(self._budgets or self._watches)
@@ -240,6 +300,7 @@ class Ledger:
         return {
             "format": STATE_FORMAT,
             "overdraft": self.overdraft,
+            "time_zone": self._zone_name,
             "next": {
                 "grant": self._grant_seq,
                 "budget": self._budget_seq,
@@ -318,7 +379,9 @@ class Ledger:
         if form not in (1, STATE_FORMAT):
             raise ConfigurationError("format", form, f"must be {STATE_FORMAT} (or 1)")
         get = _get if form == STATE_FORMAT else _get_v1
-        ledger = cls(rate_card, overdraft=state["overdraft"])
+        ledger = cls(
+            rate_card, overdraft=state["overdraft"], time_zone=state.get("time_zone", "UTC")
+        )
         if form == STATE_FORMAT:
             ids = state["next"]
             ledger._grant_seq, ledger._budget_seq = ids["grant"], ids["budget"]
@@ -425,8 +488,12 @@ class Ledger:
     def budgets(self, now_ns: int) -> list[BudgetInfo]:
         """Return every budget with its spending in the current period."""
         for budget in self._budgets:
-            budget.roll(now_ns)
+            budget.roll(now_ns, self._zone)
         return [b.info() for b in self._budgets]
+
+    def budget_holds(self) -> dict[str, Amount]:
+        """Return the credits that holds reserve in each budget, by budget id."""
+        return {b.id: b.held for b in self._budgets}
 
     # --- grants -------------------------------------------------------------------------------
 
@@ -526,7 +593,7 @@ class Ledger:
         matched: list[_Budget] = []
         for budget in self._budgets:
             if budget.hard and budget.matches(tags):
-                budget.roll(now_ns)
+                budget.roll(now_ns, self._zone)
                 if budget.spent + budget.held + credits > budget.limit:
                     raise BudgetExceeded(
                         action=action,
@@ -683,7 +750,7 @@ class Ledger:
                 budget.alerted = old.alerted and budget.spent > budget.limit
                 self._budgets.remove(old)
                 break
-        budget.roll(now_ns)
+        budget.roll(now_ns, self._zone)
         self._budgets.append(budget)
         self._hard_budgets = any(b.hard for b in self._budgets)
         return budget.info()
@@ -705,7 +772,7 @@ class Ledger:
         for budget in self._budgets:
             if not budget.matches(record.tags):
                 continue
-            budget.roll(now_ns)
+            budget.roll(now_ns, self._zone)
             budget.spent += amount
             if budget.spent > budget.limit and not budget.alerted:
                 budget.alerted = True

@@ -63,6 +63,8 @@ def test_the_state_knows_every_field_of_the_ledger() -> None:
     assert set(vars(Ledger(CARD))) == {
         "rate_card",
         "overdraft",
+        "_zone_name",
+        "_zone",
         "_grants",
         "_active",
         "_active_keys",

@@ -17,6 +17,7 @@ from starlette.routing import Match
 from .. import __version__
 from .._export._openapi import OPENAPI_PATH, describe, operation_id, render
 from .._wire import ErrorResponse
+from ._budget_routes import router as budget_router
 from ._config import ServerSettings, default_db
 from ._dashboard import render_dashboard
 from ._database import Tenant, WalletStore
@@ -101,6 +102,7 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(router)
     app.include_router(rate_card_router)
+    app.include_router(budget_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.middleware("http")(_access_log)
     app.openapi = _openapi(app)  # type: ignore[method-assign]

@@ -19,11 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .._exceptions import ConfigurationError
-from .._ledger import Ledger, Overdraft, Period
+from .._ledger import Ledger, Overdraft, Period, zone_of
 from .._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from .._pricing import RateCard, to_exact
 from .._records import UsageRecord, ns_to_datetime
 from .._usage import Bucket
+from ._budgets import BudgetEntry, nest
 from ._db import WRITE, make_engine
 from ._insert import insert_records
 from ._keys import KEY_PREFIX, digest, new_key
@@ -106,17 +107,26 @@ class WalletStore:
 
     # --- tenants and keys ---------------------------------------------------------------------
 
-    def create_tenant(self, name: str, *, overdraft: Overdraft = "allow") -> str:
+    def create_tenant(
+        self, name: str, *, overdraft: Overdraft = "allow", time_zone: str = "UTC"
+    ) -> str:
         """Create a tenant; return its first API key (the only time it is shown).
 
+        Args:
+            name: The tenant's name.
+            overdraft: ``"allow"`` or ``"deny"`` (see `Ledger`).
+            time_zone: The IANA time zone whose midnights and 1sts of the month start the
+                tenant's day and month budget periods.
+
         Raises:
-            ConfigurationError: The name is malformed or taken, or `overdraft` is wrong.
+            ConfigurationError: The name is malformed or taken, or `overdraft` or `time_zone`
+                is wrong.
         """
         if not isinstance(name, str) or not _TENANT_NAME.fullmatch(name):
             raise ConfigurationError(
                 "name", name, "must be 1 to 64 letters, digits, '_', '.' or '-', not first"
             )
-        ledger = Ledger(self.rate_card, overdraft=overdraft)
+        ledger = Ledger(self.rate_card, overdraft=overdraft, time_zone=time_zone)
         now = self.clock()
         with self._write() as (conn, _):
             if conn.execute(sa.select(tenants.c.id).where(tenants.c.name == name)).first():
@@ -128,6 +138,7 @@ class WalletStore:
                     created_ns=now,
                     ledger=json.dumps(ledger.to_state()),
                     version=1,
+                    time_zone=time_zone,
                 )
                 .returning(tenants.c.id)
             ).scalar_one()
@@ -152,6 +163,41 @@ class WalletStore:
                 .values(revoked=True)
             )
             return int(result.rowcount)
+
+    def set_time_zone(self, name: str, time_zone: str) -> None:
+        """Start tenant `name`'s day and month budget periods in `time_zone` from now on.
+
+        Each budget's current period ends when it would have; the next starts in the new zone.
+
+        Raises:
+            ConfigurationError: No tenant has that name, or `time_zone` is not an IANA name.
+        """
+        zone_of(time_zone)
+        with self._write() as (conn, after):
+            tenant_id = self._tenant_id(conn, name)
+            conn.execute(
+                sa.update(tenants).where(tenants.c.id == tenant_id).values(time_zone=time_zone)
+            )
+
+            def change(ledger: Ledger) -> tuple[None, list[Alert]]:
+                ledger.time_zone = time_zone
+                return None, []
+
+            change_ledger(conn, tenant_id, self._cache, self.rate_card, change, after)
+
+    def time_zone(self, name: str) -> str:
+        """Return tenant `name`'s time zone.
+
+        Raises:
+            ConfigurationError: No tenant has that name.
+        """
+        with self._read() as conn:
+            found = conn.execute(
+                sa.select(tenants.c.time_zone).where(tenants.c.name == name)
+            ).scalar()
+        if found is None:
+            raise ConfigurationError("tenant", name, "no such tenant")
+        return str(found)
 
     def _add_key(self, conn: Connection, tenant_id: int, now: int) -> str:
         key = new_key()
@@ -220,10 +266,12 @@ class WalletStore:
         result: list[GrantInfo] = self._ask(tenant_id, lambda ledger: ledger.grants(now))
         return result
 
-    def budgets(self, tenant_id: int) -> list[BudgetInfo]:
-        """Return the tenant's budgets with their spending this period."""
+    def budgets(self, tenant_id: int) -> list[BudgetEntry]:
+        """Return the tenant's budgets with their spending and holds this period, and parents."""
         now = self.clock()
-        result: list[BudgetInfo] = self._ask(tenant_id, lambda ledger: ledger.budgets(now))
+        result: list[BudgetEntry] = self._ask(
+            tenant_id, lambda ledger: nest(ledger.budgets(now), ledger.budget_holds())
+        )
         return result
 
     def grant(
@@ -273,6 +321,68 @@ class WalletStore:
             return info, []
 
         result: BudgetInfo = self._change(tenant_id, change)
+        return result
+
+    def add_budget(
+        self,
+        tenant_id: int,
+        credits: int | Decimal,
+        *,
+        tags: dict[str, str],
+        period: Period | None,
+        hard: bool,
+        name: str | None,
+    ) -> tuple[BudgetInfo, bool]:
+        """Add a budget unless one with the same tags and period exists.
+
+        Returns:
+            The new budget and ``True``; or the existing budget, unchanged, and ``False``.
+        """
+        now = self.clock()
+
+        def change(ledger: Ledger) -> tuple[tuple[BudgetInfo, bool], list[Alert]]:
+            for existing in ledger.budgets(now):
+                if existing.tags == tags and existing.period == period:
+                    return (existing, False), []
+            info = ledger.set_budget(
+                credits, now_ns=now, tags=tags, period=period, hard=hard, name=name
+            )
+            return (info, True), []
+
+        result: tuple[BudgetInfo, bool] = self._change(tenant_id, change)
+        return result
+
+    def update_budget(
+        self,
+        tenant_id: int,
+        budget_id: str,
+        credits: int | Decimal,
+        *,
+        hard: bool | None = None,
+        name: str | None = None,
+    ) -> BudgetInfo | None:
+        """Change a budget's limit, and its hardness and name when given; keep its spending.
+
+        Returns:
+            The changed budget, or ``None`` when the tenant has no budget `budget_id`.
+        """
+        now = self.clock()
+
+        def change(ledger: Ledger) -> tuple[BudgetInfo | None, list[Alert]]:
+            for old in ledger.budgets(now):
+                if old.id == budget_id:
+                    info = ledger.set_budget(
+                        credits,
+                        now_ns=now,
+                        tags=old.tags,
+                        period=old.period,
+                        hard=old.hard if hard is None else hard,
+                        name=name or old.name,
+                    )
+                    return info, []
+            return None, []
+
+        result: BudgetInfo | None = self._change(tenant_id, change)
         return result
 
     def watch_low_balance(

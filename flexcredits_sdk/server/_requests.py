@@ -15,16 +15,23 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from .._models import Alert, BudgetInfo, Credits, PositiveCredits
+from .._models import Alert, Credits, PositiveCredits
 from .._pricing import to_exact
+from .._wire import ErrorDetail
+from ._budgets import BudgetEntry
 
 __all__ = [
     "AlertsResponse",
+    "BudgetExists",
+    "BudgetExistsResponse",
     "BudgetRequest",
+    "BudgetUpdate",
     "BudgetsResponse",
     "StatusResponse",
     "TenantRequest",
     "TenantResponse",
+    "TenantSettings",
+    "TenantUpdate",
     "WatchRequest",
     "WatchResponse",
     "WebhookRequest",
@@ -62,23 +69,59 @@ class AlertsResponse(_Model):
     alerts: list[Alert]
 
 
+BudgetName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: An IANA time zone name; the service checks that it knows it.
+TimeZone = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    Field(description="An IANA time zone name, e.g. `UTC` or `America/New_York`."),
+]
+
+
 class BudgetRequest(_Model):
     """``POST /v1/budgets``: a budget on the credits of actions carrying `tags`.
 
-    A budget with the same tags and period replaces the old one. Budgets on the service alert
-    when spending goes past the limit; refusing actions (``hard``) needs an in-process wallet.
+    Day and month periods start at midnight and on the 1st in the tenant's time zone. A budget
+    alerts when spending goes past its limit; a hard one (``hard``) also refuses holds that
+    would go past it. Tags and period name a budget: a second one with the same is a 409, and
+    an existing budget is changed with ``PUT /v1/budgets/{id}``.
     """
 
     credits: PositiveCredits
     tags: Annotated[dict[TagText, TagText], Field(max_length=20)] = Field(default_factory=dict)
     period: Literal["day", "month"] | None = "month"
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    hard: bool = False
+    name: BudgetName | None = None
+
+
+class BudgetUpdate(_Model):
+    """``PUT /v1/budgets/{id}``: a new limit, and optionally hardness and name.
+
+    What the budget has spent and what holds reserve in it are kept; `hard` and `name` are
+    kept when not given.
+    """
+
+    credits: PositiveCredits
+    hard: bool | None = None
+    name: BudgetName | None = None
 
 
 class BudgetsResponse(_Model):
-    """``GET /v1/budgets``."""
+    """``GET /v1/budgets``: every budget, with its spending, holds and parent."""
 
-    budgets: list[BudgetInfo]
+    budgets: list[BudgetEntry]
+
+
+class BudgetExists(ErrorDetail):
+    """A budget with the same tags and period exists: `budget_id` names it."""
+
+    budget_id: str
+
+
+class BudgetExistsResponse(_Model):
+    """``409`` from ``POST /v1/budgets`` (code ``budget_exists``)."""
+
+    error: BudgetExists
 
 
 class WatchRequest(_Model):
@@ -116,6 +159,20 @@ class TenantRequest(_Model):
 
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     overdraft: Literal["allow", "deny"] = "allow"
+    time_zone: TimeZone = "UTC"
+
+
+class TenantUpdate(_Model):
+    """``PATCH /v1/tenants/{name}`` (admin key): the tenant's settings to change."""
+
+    time_zone: TimeZone
+
+
+class TenantSettings(_Model):
+    """A tenant's settings."""
+
+    name: str
+    time_zone: str
 
 
 class TenantResponse(_Model):

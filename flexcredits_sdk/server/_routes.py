@@ -37,10 +37,10 @@ from ._plumbing import ApiError, admin_only, printable, read_body, tenant_of
 from ._queries import RecordQuery
 from ._requests import (
     AlertsResponse,
-    BudgetRequest,
-    BudgetsResponse,
     TenantRequest,
     TenantResponse,
+    TenantSettings,
+    TenantUpdate,
     WatchRequest,
     WatchResponse,
     WebhookRequest,
@@ -255,27 +255,6 @@ def get_alerts(
     return AlertsResponse(alerts=_store(request).alerts(tenant.id, limit))
 
 
-@router.get("/budgets", operation_id="listBudgets")
-def get_budgets(request: Request, tenant: TenantDep) -> BudgetsResponse:
-    """Budgets with their spending this period."""
-    return BudgetsResponse(budgets=_store(request).budgets(tenant.id))
-
-
-@router.post("/budgets", operation_id="setBudget")
-def post_budget(request: Request, tenant: TenantDep, budget: BudgetRequest) -> BudgetsResponse:
-    """Add a budget (one with the same tags and period is replaced); alerts when exceeded."""
-    store = _store(request)
-    store.set_budget(
-        tenant.id,
-        budget.credits,
-        tags=dict(budget.tags),
-        period=budget.period,
-        hard=False,
-        name=budget.name,
-    )
-    return BudgetsResponse(budgets=store.budgets(tenant.id))
-
-
 @router.post("/watches", operation_id="addWatch")
 def post_watch(request: Request, tenant: TenantDep, watch: WatchRequest) -> WatchResponse:
     """Alert when the balance falls below credits or a percentage of unexpired grants."""
@@ -311,8 +290,30 @@ def delete_webhook(request: Request, tenant: TenantDep) -> Response:
 @router.post("/tenants", operation_id="createTenant", dependencies=[Depends(admin_only)])
 def post_tenant(request: Request, body: TenantRequest) -> TenantResponse:
     """Create a tenant (admin key); the answer holds its API key, shown only here."""
-    key = _store(request).create_tenant(body.name, overdraft=body.overdraft)
+    key = _store(request).create_tenant(
+        body.name, overdraft=body.overdraft, time_zone=body.time_zone
+    )
     return TenantResponse(name=body.name, api_key=key)
+
+
+@router.patch(
+    "/tenants/{name}",
+    operation_id="updateTenant",
+    dependencies=[Depends(admin_only)],
+    responses={404: {"model": ErrorResponse, "description": "No tenant has this name"}},
+)
+def patch_tenant(request: Request, name: str, body: TenantUpdate) -> TenantSettings:
+    """Change a tenant's settings (admin key).
+
+    A new time zone starts each day and month budget period from the next one on.
+    """
+    store = _store(request)
+    try:
+        store.tenant(name)
+    except ConfigurationError:
+        raise ApiError(404, f"name: no tenant {name!r}") from None
+    store.set_time_zone(name, body.time_zone)
+    return TenantSettings(name=name, time_zone=store.time_zone(name))
 
 
 @router.post("/tenants/{name}/keys", operation_id="createKey", dependencies=[Depends(admin_only)])

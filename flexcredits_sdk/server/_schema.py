@@ -56,6 +56,8 @@ tenants = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("webhook_url", sa.String(2000)),
     sa.Column("webhook_secret", sa.String(128)),
+    # The IANA time zone of the tenant's budget periods (version 4); its ledger keeps it too.
+    sa.Column("time_zone", sa.String(64), nullable=False, server_default="UTC"),
 )
 
 api_keys = sa.Table(
@@ -163,11 +165,20 @@ def _rate_cards(conn: Connection) -> None:
     rate_cards.create(conn, checkfirst=True)
 
 
+def _tenant_time_zones(conn: Connection) -> None:
+    """Each tenant's time zone, in which its day and month budget periods start (UTC first)."""
+    if "time_zone" not in {column["name"] for column in sa.inspect(conn).get_columns("tenants")}:
+        conn.execute(
+            sa.text("ALTER TABLE tenants ADD COLUMN time_zone VARCHAR(64) NOT NULL DEFAULT 'UTC'")
+        )
+
+
 #: Every migration, in order: (version, name, function).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "tenants, keys, records, alerts and webhook deliveries", _initial),
     (2, "low-balance alerts carry watch_id", _alert_watch_ids),
     (3, "rate cards of tenants, versioned by effective time", _rate_cards),
+    (4, "tenants have a time zone for budget periods", _tenant_time_zones),
 ]
 
 #: Any 64-bit number, the same in every server process: the advisory lock of migrations.
