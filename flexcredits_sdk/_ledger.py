@@ -726,7 +726,10 @@ class Ledger:
         hard: bool = True,
         name: str | None = None,
     ) -> BudgetInfo:
-        """Add a budget; a budget with the same tags and period replaces the old one."""
+        """Add a budget; a budget with the same tags and period replaces the old one.
+
+        The replacement keeps the old one's id, place, period, spending and holds.
+        """
         if period not in ("day", "month", None):
             raise ConfigurationError("period", period, "must be 'day', 'month' or None")
         tags = dict(tags or {})
@@ -741,17 +744,19 @@ class Ledger:
             period=period,
             hard=hard,
         )
-        for old in self._budgets:
+        budget.roll(now_ns, self._zone)
+        for index, old in enumerate(self._budgets):
             if old.tags == tags and old.period == period:
+                old.roll(now_ns, self._zone)
                 budget.id = old.id
                 budget.period_start, budget.period_end = old.period_start, old.period_end
                 budget.spent, budget.held = old.spent, old.held
                 # Its alert stays sent while spending is still past the (new) limit.
                 budget.alerted = old.alerted and budget.spent > budget.limit
-                self._budgets.remove(old)
+                self._budgets[index] = budget  # in its place: listings keep their order
                 break
-        budget.roll(now_ns, self._zone)
-        self._budgets.append(budget)
+        else:
+            self._budgets.append(budget)
         self._hard_budgets = any(b.hard for b in self._budgets)
         return budget.info()
 

@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from server_fixtures import ADMIN_KEY, ServerProcess, db_url, pg_cluster, server
 
 from flexcredits_sdk import BudgetExceeded, ConfigurationError, RateCard
 from flexcredits_sdk._ledger import Ledger
 from flexcredits_sdk._records import UsageRecord, datetime_to_ns, new_id
+from flexcredits_sdk.cli import main
 from flexcredits_sdk.server._database import WalletStore
 from flexcredits_sdk.server._schema import MIGRATIONS
 
@@ -333,3 +335,42 @@ def test_a_day_budget_on_a_dst_change_lasts_23_or_25_hours(
         ledger.authorize("answer", 1, {}, at(end) - 1)
     ledger.release(ledger.authorize("answer", 10, {}, at(end)))  # a new day
     assert (at(end) - at(start)) // (3600 * SECOND) == hours
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+def test_the_cli_sets_time_zones_and_adds_changes_and_lists_budgets(db_url: str) -> None:
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, ["wallet", *args[:2], "--db", db_url, *args[2:]])
+
+    created = run("create-tenant", "acme", "--time-zone", "Asia/Tokyo")
+    assert created.exit_code == 0, created.output
+    assert run("time-zone", "acme").stdout.strip() == "Asia/Tokyo"
+    bad = run("create-tenant", "other", "--time-zone", "Mars/Olympus")
+    assert bad.exit_code == 2
+    assert "time_zone='Mars/Olympus'" in bad.output
+    assert run("time-zone", "acme", "Europe/Paris").stdout.strip() == "Europe/Paris"
+    assert run("time-zone", "acme", "Europe/Atlantis").exit_code == 2
+
+    added = run("budget", "add", "acme", "1000", "--tag", "department=service", "--hard")
+    assert added.exit_code == 0, added.output
+    assert "budget-1" in added.stdout
+    assert "hard" in added.stdout
+    again = run("budget", "add", "acme", "5", "--tag", "department=service")
+    assert again.exit_code == 1
+    assert "budget budget-1 has these tags and period" in again.output
+    assert run("budget", "add", "acme", "5", "--tag", "oops").exit_code == 2
+    assert "must be positive" in run("budget", "add", "acme", "0").output
+    day = run("budget", "add", "acme", "50", "--period", "day", "--name", "daily")
+    assert day.exit_code == 0, day.output
+    assert "soft" in day.stdout
+    changed = run("budget", "update", "acme", "budget-1", "1500", "--soft")
+    assert changed.exit_code == 0, changed.output
+    assert "soft, 0 of 1500 credits per month" in changed.stdout
+    assert run("budget", "update", "acme", "budget-9", "1").exit_code == 2
+    listed = run("budget", "list", "acme").stdout.splitlines()
+    assert [line.split(":")[0] for line in listed] == ["budget-1", "budget-2"]
+    assert "'daily'" in listed[1]

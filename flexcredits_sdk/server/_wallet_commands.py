@@ -12,6 +12,7 @@ import contextlib
 import datetime as _dt
 import os
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -160,11 +161,17 @@ def serve(
 @_db_option
 @click.argument("name")
 @click.option("--overdraft", type=click.Choice(["allow", "deny"]), default="allow")
-def create_tenant(db: str | None, name: str, overdraft: str) -> None:
+@click.option(
+    "--time-zone",
+    default="UTC",
+    show_default=True,
+    help="The IANA time zone in which day and month budget periods start.",
+)
+def create_tenant(db: str | None, name: str, overdraft: str, time_zone: str) -> None:
     """Create a tenant and print its API key (shown this once)."""
     store = _store(db, create=True)
     try:
-        key = store.create_tenant(name, overdraft=overdraft)
+        key = store.create_tenant(name, overdraft=overdraft, time_zone=time_zone)
     except ConfigurationError as exc:
         raise click.BadParameter(str(exc)) from None
     finally:
@@ -336,3 +343,147 @@ def rate_card_show(db: str | None, tenant: str, at: str | None) -> None:
         note += f" until {shown(version.until_ns)}"
     click.echo(f"rate card of {tenant}: {version.card.name!r}, {note}", err=True)
     click.echo(version.card.dumps("json"), nl=False)
+
+
+@wallet.command("time-zone")
+@_db_option
+@click.argument("name")
+@click.argument("zone", required=False)
+def time_zone(db: str | None, name: str, zone: str | None) -> None:
+    """Print tenant NAME's time zone, or set it to ZONE (an IANA name, e.g. Europe/Paris).
+
+    Day and month budget periods start at midnight and on the 1st in that zone; a new zone
+    applies from each budget's next period.
+    """
+    store = _store(db, create=False)
+    try:
+        if zone is not None:
+            store.set_time_zone(name, zone)
+        click.echo(store.time_zone(name))
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        store.close()
+
+
+@wallet.group()
+def budget() -> None:
+    """Add, change or list a tenant's budgets (nested by tags; hard ones refuse holds)."""
+
+
+def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--tag")
+        tags[key] = value
+    return tags
+
+
+def _credits(text: str) -> int | Decimal:
+    try:
+        amount = to_exact(text, "credits")
+        if amount <= 0:
+            raise ConfigurationError("credits", text, "must be positive")
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc), param_hint="CREDITS") from None
+    return amount
+
+
+def _show(info: Any) -> str:
+    tags = ", ".join(f"{k}={v}" for k, v in sorted(info.tags.items())) or "all actions"
+    kind = "hard" if info.hard else "soft"
+    per = f"per {info.period}" if info.period else "in total"
+    return f"{info.id}: {info.name!r} ({tags}) {kind}, {info.spent} of {info.limit} credits {per}"
+
+
+@budget.command("add")
+@_db_option
+@click.argument("tenant")
+@click.argument("credits")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option(
+    "--period", type=click.Choice(["day", "month", "none"]), default="month", show_default=True
+)
+@click.option("--hard", is_flag=True, help="Refuse holds that would go past the limit.")
+@click.option("--name", default=None, help="A readable name (by default, from the tags).")
+def budget_add(
+    db: str | None,
+    tenant: str,
+    credits: str,
+    tags: tuple[str, ...],
+    period: str,
+    hard: bool,
+    name: str | None,
+) -> None:
+    """Add a budget of CREDITS per period on TENANT's actions that carry every --tag.
+
+    A budget with the same tags and period is never replaced: change it with 'budget update'.
+    """
+    amount, wanted = _credits(credits), _tags(tags)
+    store = _store(db, create=False)
+    try:
+        info, added = store.add_budget(
+            store.tenant(tenant).id,
+            amount,
+            tags=wanted,
+            period=None if period == "none" else period,
+            hard=hard,
+            name=name,
+        )
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        store.close()
+    if not added:
+        raise click.ClickException(
+            f"budget {info.id} has these tags and period; change it with "
+            f"'flexcredits wallet budget update {tenant} {info.id} CREDITS'"
+        )
+    click.echo(_show(info))
+
+
+@budget.command("update")
+@_db_option
+@click.argument("tenant")
+@click.argument("budget_id")
+@click.argument("credits")
+@click.option("--hard/--soft", default=None, help="Make it hard or soft (kept by default).")
+@click.option("--name", default=None, help="A new name (kept by default).")
+def budget_update(
+    db: str | None,
+    tenant: str,
+    budget_id: str,
+    credits: str,
+    hard: bool | None,
+    name: str | None,
+) -> None:
+    """Set budget BUDGET_ID of TENANT to CREDITS, keeping what it spent this period."""
+    amount = _credits(credits)
+    store = _store(db, create=False)
+    try:
+        info = store.update_budget(store.tenant(tenant).id, budget_id, amount, hard=hard, name=name)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        store.close()
+    if info is None:
+        raise click.BadParameter(f"{tenant} has no budget {budget_id!r}", param_hint="BUDGET_ID")
+    click.echo(_show(info))
+
+
+@budget.command("list")
+@_db_option
+@click.argument("tenant")
+def budget_list(db: str | None, tenant: str) -> None:
+    """List TENANT's budgets with their spending this period."""
+    store = _store(db, create=False)
+    try:
+        found = store.budgets(store.tenant(tenant).id)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        store.close()
+    for info in found:
+        click.echo(_show(info))
