@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from server_fixtures import ADMIN_KEY, ServerProcess, db_url, pg_cluster, server
 
-from flexcredits_sdk import BudgetExceeded, ConfigurationError, RateCard
+from flexcredits_sdk import BudgetExceeded, ConfigurationError, Meter, OfflineWallet, RateCard
 from flexcredits_sdk._ledger import Ledger
 from flexcredits_sdk._records import UsageRecord, datetime_to_ns, new_id
 from flexcredits_sdk.cli import main
@@ -90,6 +90,9 @@ def test_budgets_nest_and_show_hard_spent_held_and_parent(server: ServerProcess)
     assert agent["parent"] == whole["id"]
     # Two budgets of one tag contain it: the one of its own period (month) is its parent.
     assert triage["parent"] == service["id"]
+    page = client.get("/dashboard").text
+    assert "<td>department=service</td><td>month</td><td>hard</td>" in page
+    assert "<td>all actions</td><td>month</td><td>soft</td>" in page
 
 
 def test_a_budget_is_soft_unless_asked_hard(server: ServerProcess) -> None:
@@ -374,3 +377,25 @@ def test_the_cli_sets_time_zones_and_adds_changes_and_lists_budgets(db_url: str)
     listed = run("budget", "list", "acme").stdout.splitlines()
     assert [line.split(":")[0] for line in listed] == ["budget-1", "budget-2"]
     assert "'daily'" in listed[1]
+
+
+def test_an_offline_wallet_starts_its_budget_days_in_its_time_zone() -> None:
+    clock = [at("2026-01-15T04:59:00+00:00")]
+    wallet = OfflineWallet(clock=lambda: clock[0], time_zone="America/New_York")
+    try:
+        wallet.buy_packs(1)
+        wallet.set_budget(20, period="day", hard=True)
+        meter = Meter(wallet=wallet, clock=lambda: clock[0])
+        with meter.action("answer"):
+            pass
+        with pytest.raises(BudgetExceeded), meter.action("answer"):
+            pytest.fail("the body ran past a hard budget")
+        clock[0] = at("2026-01-15T05:00:00+00:00")  # midnight in New York
+        with meter.action("answer"):
+            pass
+        assert [b.spent for b in wallet.budgets()] == [20]
+    finally:
+        wallet.shutdown()
+    with pytest.raises(ConfigurationError) as info:
+        OfflineWallet(time_zone="Moon/Base")
+    assert info.value.field == "time_zone"

@@ -132,11 +132,12 @@ def _budgets_table(budgets: Sequence[BudgetInfo]) -> str:
         return '<p class="empty">No budgets.</p>'
     rows = "".join(
         f"<tr><td>{escape(b.name)}</td><td>{escape(b.period or 'ever')}</td>"
+        f"<td>{'hard' if b.hard else 'soft'}</td>"
         f'<td class="num">{_fmt(b.spent)}</td><td class="num">{_fmt(b.limit)}</td></tr>'
         for b in budgets
     )
     return (
-        '<table><tr><th>Budget</th><th>Period</th><th class="num">Spent</th>'
+        '<table><tr><th>Budget</th><th>Period</th><th>Kind</th><th class="num">Spent</th>'
         f'<th class="num">Limit</th></tr>{rows}</table>'
     )
 

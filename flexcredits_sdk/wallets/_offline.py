@@ -94,6 +94,8 @@ class OfflineWallet(LockedAcrossFork):
         clock: Returns the current Unix time in nanoseconds (for tests); `time.time_ns` by
             default. A record is booked at its end time, or at this clock's time if it
             ends later.
+        time_zone: The IANA time zone (``"UTC"`` by default) in which day and month budget
+            periods start, at midnight and on the 1st.
 
     Example:
         >>> wallet = OfflineWallet()
@@ -111,6 +113,7 @@ class OfflineWallet(LockedAcrossFork):
         clock: Callable[[], int] | None = None,
         keep_records: int | None = DEFAULT_KEEP_RECORDS,
         durability: Durability = "batch",
+        time_zone: str = "UTC",
     ) -> None:
         keep_records = check_keep_records(keep_records)
         if durability not in DURABILITIES:
@@ -118,7 +121,7 @@ class OfflineWallet(LockedAcrossFork):
         if rate_card is not None and not isinstance(rate_card, RateCard):
             raise ConfigurationError("rate_card", rate_card, "must be a RateCard")
         self.rate_card = rate_card or RateCard.agentforce()
-        self._ledger = Ledger(self.rate_card, overdraft=overdraft)
+        self._ledger = Ledger(self.rate_card, overdraft=overdraft, time_zone=time_zone)
         self._log = RecordLog(keep_records)
         self._lock = threading.Lock()
         at_fork(self, WALLETS)
@@ -133,10 +136,10 @@ class OfflineWallet(LockedAcrossFork):
         self._closed = threading.Event()
         self._wake = threading.Event()  # wakes the writer of a wallet file
         if path is not None:
-            self._open(Path(path), overdraft)
+            self._open(Path(path), overdraft, time_zone)
         self._update_mode()
 
-    def _open(self, path: Path, overdraft: Overdraft) -> None:
+    def _open(self, path: Path, overdraft: Overdraft, time_zone: str) -> None:
         wallet_file = WalletFile(path, self.rate_card, self._durability)
         try:
             self._ledger, self._totals, top = wallet_file.load(self.rate_card)
@@ -144,6 +147,7 @@ class OfflineWallet(LockedAcrossFork):
             wallet_file.close()
             raise
         self._ledger.overdraft = overdraft
+        self._ledger.time_zone = time_zone
         wallet_file.top = top
         self._file = wallet_file
         if self._durability == "batch":
