@@ -518,12 +518,23 @@ class RecordLog:
             block = to_columns(added)
         if self._index is not None:
             self._index.update(block[0])
-        if not self._tail and _CHUNK // 2 <= len(added) <= 2 * _CHUNK:
-            self._chunks.append(block)
-            self._held += len(added)
-            self._drop()
-        else:
+        size = len(added)
+        if self._tail or size < _CHUNK // 2:
             self._extend(added)
+        elif size <= 2 * _CHUNK:
+            self._chunks.append(block)
+            self._held += size
+            self._drop()
+        else:  # a large batch: its block cut into chunks, the rest waits in the tail
+            whole = size - size % _CHUNK
+            self._chunks.extend(
+                tuple(None if column is None else column[i : i + _CHUNK] for column in block)
+                for i in range(0, whole, _CHUNK)
+            )
+            self._held += whole
+            self._tail = list(added[whole:])
+            self._held += size - whole
+            self._drop()
         return added, block
 
     def _known(self, record_id: str) -> bool:
