@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from .._models import Credits
 from .._pricing import RateCard
 from .._records import datetime_to_ns, ns_to_datetime
-from .._wire import ErrorResponse
 from ._database import Tenant, WalletStore
 from ._plumbing import ApiError, admin_only, tenant_of
 from ._rate_cards import CardVersion
@@ -137,9 +136,6 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return False
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422)
-}
 _ETAG = {"ETag": {"description": "The version's entity tag", "schema": {"type": "string"}}}
 
 
@@ -148,7 +144,6 @@ _ETAG = {"ETag": {"description": "The version's entity tag", "schema": {"type": 
     responses={
         200: {"model": RateCardResponse, "headers": _ETAG},
         304: {"description": "The version named in If-None-Match is still in force"},
-        **_ERRORS,
     },
     response_model=None,
 )
@@ -180,7 +175,7 @@ def get_rate_card(
 @router.put(
     "/rate-card",
     dependencies=[Depends(admin_only)],
-    responses={200: {"model": RateCardResponse, "headers": _ETAG}, **_ERRORS},
+    responses={200: {"model": RateCardResponse, "headers": _ETAG}},
     response_model=None,
 )
 def put_rate_card(
