@@ -53,7 +53,6 @@ Period = Literal["day", "month"]
 Amount = int | Decimal
 
 _NEVER = 1 << 127
-_DAY_NS = 86_400 * 1_000_000_000
 _UTC = _dt.UTC
 
 
@@ -168,10 +167,7 @@ class _Budget:
         """
         if self.period is None or self.period_start <= now_ns < self.period_end:
             return
-        if self.period == "day" and zone is _UTC:
-            start = now_ns - now_ns % _DAY_NS
-            end = start + _DAY_NS
-        elif self.period == "day":
+        if self.period == "day":
             day = ns_to_datetime(now_ns).astimezone(zone).date()
             following = day + _dt.timedelta(days=1)
             start = _local_midnight(day.year, day.month, day.day, zone)

@@ -531,9 +531,8 @@ class RecordLog:
                 tuple(None if column is None else column[i : i + _CHUNK] for column in block)
                 for i in range(0, whole, _CHUNK)
             )
-            self._held += whole
             self._tail = list(added[whole:])
-            self._held += size - whole
+            self._held += size
             self._drop()
         return added, block
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 
 from .._wire import ErrorResponse
 from ._budgets import BudgetEntry
-from ._database import Tenant, WalletStore
-from ._plumbing import ApiError, tenant_of
+from ._plumbing import ApiError, TenantDep, store_of
 from ._requests import (
     BudgetExists,
     BudgetExistsResponse,
@@ -27,19 +26,13 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1")
 
-TenantDep = Annotated[Tenant, Depends(tenant_of)]
 BudgetId = Annotated[str, Path(min_length=1, max_length=64, description="The budget's id")]
-
-
-def _store(request: Request) -> WalletStore:
-    store: WalletStore = request.app.state.store
-    return store
 
 
 @router.get("/budgets", operation_id="listBudgets")
 def get_budgets(request: Request, tenant: TenantDep) -> BudgetsResponse:
     """Budgets with their spending and holds this period, and each one's parent."""
-    return BudgetsResponse(budgets=_store(request).budgets(tenant.id))
+    return BudgetsResponse(budgets=store_of(request).budgets(tenant.id))
 
 
 @router.post(
@@ -63,7 +56,7 @@ def post_budget(
 
     A budget with the same tags and period is never replaced: the answer is a 409 naming it.
     """
-    store = _store(request)
+    store = store_of(request)
     info, added = store.add_budget(
         tenant.id,
         budget.credits,
@@ -97,7 +90,7 @@ def put_budget(
     request: Request, tenant: TenantDep, budget_id: BudgetId, budget: BudgetUpdate
 ) -> BudgetEntry:
     """Change a budget's limit (and hardness or name), keeping what it spent and holds."""
-    store = _store(request)
+    store = store_of(request)
     info = store.update_budget(
         tenant.id, budget_id, budget.credits, hard=budget.hard, name=budget.name
     )

@@ -301,28 +301,6 @@ class WalletStore:
         result: GrantInfo = self._change(tenant_id, change)
         return result
 
-    def set_budget(
-        self,
-        tenant_id: int,
-        credits: int | Decimal,
-        *,
-        tags: dict[str, str],
-        period: Period | None,
-        hard: bool,
-        name: str | None,
-    ) -> BudgetInfo:
-        """Add or replace a budget of the tenant's."""
-        now = self.clock()
-
-        def change(ledger: Ledger) -> tuple[BudgetInfo, list[Alert]]:
-            info = ledger.set_budget(
-                credits, now_ns=now, tags=tags, period=period, hard=hard, name=name
-            )
-            return info, []
-
-        result: BudgetInfo = self._change(tenant_id, change)
-        return result
-
     def add_budget(
         self,
         tenant_id: int,

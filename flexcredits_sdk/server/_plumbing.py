@@ -37,7 +37,9 @@ __all__ = [
     "error_handlers",
     "printable",
     "read_body",
+    "store_of",
     "tenant_of",
+    "TenantDep",
 ]
 
 logger = logging.getLogger("flexcredits_sdk.server")
@@ -258,8 +260,7 @@ async def tenant_of(
         key_digest = digest(key)
         tenant = cache.get(key_digest)
         if tenant is None:
-            store: WalletStore = request.app.state.store
-            tenant = await run_in_threadpool(store.authenticate, key)
+            tenant = await run_in_threadpool(store_of(request).authenticate, key)
             if tenant is not None:
                 cache.put(key_digest, tenant)
     if tenant is None:
@@ -270,6 +271,16 @@ async def tenant_of(
         )
     request.state.tenant = tenant.name
     return tenant
+
+
+#: A route's tenant: the one whose API key the request carries.
+TenantDep = Annotated[Tenant, Depends(tenant_of)]
+
+
+def store_of(request: Request) -> WalletStore:
+    """Return the wallet store of the service answering `request`."""
+    store: WalletStore = request.app.state.store
+    return store
 
 
 def admin_only(request: Request, _declared: Annotated[_Declared, Depends(ADMIN_KEY)]) -> None:

@@ -17,8 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from .._models import Credits
 from .._pricing import RateCard
 from .._records import datetime_to_ns, ns_to_datetime
-from ._database import Tenant, WalletStore
-from ._plumbing import ApiError, admin_only, tenant_of
+from ._plumbing import ApiError, TenantDep, admin_only, store_of
 from ._rate_cards import CardVersion
 
 __all__ = ["RateCardRequest", "RateCardResponse", "router"]
@@ -91,11 +90,6 @@ class RateCardResponse(RateCardBody):
     )
 
 
-def _store(request: Request) -> WalletStore:
-    store: WalletStore = request.app.state.store
-    return store
-
-
 def _ns(value: _dt.datetime, field: str) -> int:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ApiError(422, f"{field}: must be timezone-aware, e.g. 2026-01-31T00:00:00Z")
@@ -149,7 +143,7 @@ _ETAG = {"ETag": {"description": "The version's entity tag", "schema": {"type": 
 )
 def get_rate_card(
     request: Request,
-    tenant: Annotated[Tenant, Depends(tenant_of)],
+    tenant: TenantDep,
     at: Annotated[
         _dt.datetime | None,
         Query(description="The time whose card to return (timezone-aware); now by default"),
@@ -164,7 +158,7 @@ def get_rate_card(
 ) -> Response:
     """The tenant's rate card in force now (or at `at`); 304 when If-None-Match names it."""
     at_ns = None if at is None else _ns(at, "at")
-    version = _store(request).cards.at(tenant.id, at_ns)
+    version = store_of(request).cards.at(tenant.id, at_ns)
     if _matches(if_none_match, version.etag):
         return Response(
             status_code=304, headers={"ETag": f'"{version.etag}"', "Cache-Control": "no-cache"}
@@ -187,7 +181,7 @@ def put_rate_card(
 
     Records that start at or after `effective_from` are priced by it, until the next version.
     """
-    store = _store(request)
+    store = store_of(request)
     tenant_id = store.tenant(tenant).id
     effective_ns = (
         None if body.effective_from is None else _ns(body.effective_from, "effective_from")

@@ -30,10 +30,9 @@ from .._wire import (
     UsageQuery,
     UsageResponse,
 )
-from ._database import Tenant, WalletStore
 from ._ingest import ingest_batch
 from ._metrics import ServiceMetrics
-from ._plumbing import ApiError, admin_only, printable, read_body, tenant_of
+from ._plumbing import ApiError, TenantDep, admin_only, printable, read_body, store_of
 from ._queries import RecordQuery
 from ._requests import (
     AlertsResponse,
@@ -52,7 +51,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1")
 
-TenantDep = Annotated[Tenant, Depends(tenant_of)]
 # The keys a route needs, 401/403, 413 and 422 are declared from its dependencies, parameters
 # and body by `flexcredits_sdk._export._openapi`; the routes declare only what is their own.
 _INGEST: dict[str, Any] = {
@@ -107,11 +105,6 @@ _PREFERENCE = {
 _INT64 = 2**63
 
 
-def _store(request: Request) -> WalletStore:
-    store: WalletStore = request.app.state.store
-    return store
-
-
 def _ns(value: _dt.datetime | None, field: str) -> int | None:
     if value is None:
         return None
@@ -151,7 +144,7 @@ async def post_records(request: Request, tenant: TenantDep) -> Response:
     body = await read_body(request, request.app.state.settings.max_body_bytes)
     metrics: ServiceMetrics = request.app.state.metrics
     with metrics.ingest_seconds.time():
-        status, answer = await run_in_threadpool(ingest_batch, _store(request), tenant, body)
+        status, answer = await run_in_threadpool(ingest_batch, store_of(request), tenant, body)
     metrics.count_records(answer)
     headers = {"Vary": "Prefer"}
     if _prefers_minimal(request.headers.get("prefer")):
@@ -174,7 +167,7 @@ def _prefers_minimal(prefer: str | None) -> bool:
 @router.get("/balance", operation_id="getBalance")
 def get_balance(request: Request, tenant: TenantDep) -> Balance:
     """The balance: one across every environment."""
-    return _store(request).balance(tenant.id)
+    return store_of(request).balance(tenant.id)
 
 
 @router.get("/usage", operation_id="getUsage")
@@ -184,7 +177,7 @@ def get_usage(
     """Usage grouped by record fields (action, environment, ...) or tag keys."""
     if len(query.group_by) > 20:
         raise ApiError(422, "group_by: at most 20 names")
-    rows = _store(request).usage(
+    rows = store_of(request).usage(
         tenant.id,
         [printable(name, "group_by") for name in query.group_by],
         environment=query.environment,
@@ -214,7 +207,7 @@ def get_records(
         after=after,
         limit=query.limit,
     )
-    found = _store(request).records(tenant.id, selection)
+    found = store_of(request).records(tenant.id, selection)
     more = len(found) == query.limit
     return RecordsResponse.model_validate(
         {
@@ -227,7 +220,7 @@ def get_records(
 @router.get("/grants", operation_id="listGrants")
 def get_grants(request: Request, tenant: TenantDep) -> GrantsResponse:
     """Every grant with what is left of it, oldest first."""
-    return GrantsResponse(grants=_store(request).grants(tenant.id))
+    return GrantsResponse(grants=store_of(request).grants(tenant.id))
 
 
 @router.post("/grants", operation_id="addGrant", dependencies=[Depends(admin_only)])
@@ -237,7 +230,7 @@ def post_grant(
     tenant: Annotated[str, Query(description="The tenant's name")],
 ) -> GrantInfo:
     """Add credits to a tenant's wallet (admin key)."""
-    store = _store(request)
+    store = store_of(request)
     return store.grant(
         store.tenant(tenant).id,
         grant.credits,
@@ -252,7 +245,7 @@ def get_alerts(
     request: Request, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> AlertsResponse:
     """The latest alerts, newest first."""
-    return AlertsResponse(alerts=_store(request).alerts(tenant.id, limit))
+    return AlertsResponse(alerts=store_of(request).alerts(tenant.id, limit))
 
 
 @router.post("/watches", operation_id="addWatch")
@@ -260,7 +253,7 @@ def post_watch(request: Request, tenant: TenantDep, watch: WatchRequest) -> Watc
     """Alert when the balance falls below credits or a percentage of unexpired grants."""
     if (watch.credits is None) == (watch.percent is None):
         raise ApiError(422, "give exactly one of credits and percent")
-    watch_id = _store(request).watch_low_balance(
+    watch_id = store_of(request).watch_low_balance(
         tenant.id, credits=watch.credits, percent=watch.percent
     )
     return WatchResponse(id=watch_id)
@@ -276,21 +269,21 @@ def put_webhook(request: Request, tenant: TenantDep, webhook: WebhookRequest) ->
     if not request.app.state.settings.allow_private_webhooks:
         check_destination(url)
     secret = "whsec_" + secrets.token_urlsafe(32)
-    _store(request).set_webhook(tenant.id, url, secret)
+    store_of(request).set_webhook(tenant.id, url, secret)
     return WebhookResponse(url=url, secret=secret)
 
 
 @router.delete("/webhook", operation_id="deleteWebhook", status_code=204)
 def delete_webhook(request: Request, tenant: TenantDep) -> Response:
     """Stop sending alerts."""
-    _store(request).set_webhook(tenant.id, None, None)
+    store_of(request).set_webhook(tenant.id, None, None)
     return Response(status_code=204)
 
 
 @router.post("/tenants", operation_id="createTenant", dependencies=[Depends(admin_only)])
 def post_tenant(request: Request, body: TenantRequest) -> TenantResponse:
     """Create a tenant (admin key); the answer holds its API key, shown only here."""
-    key = _store(request).create_tenant(
+    key = store_of(request).create_tenant(
         body.name, overdraft=body.overdraft, time_zone=body.time_zone
     )
     return TenantResponse(name=body.name, api_key=key)
@@ -307,7 +300,7 @@ def patch_tenant(request: Request, name: str, body: TenantUpdate) -> TenantSetti
 
     A new time zone starts each day and month budget period from the next one on.
     """
-    store = _store(request)
+    store = store_of(request)
     try:
         store.tenant(name)
     except ConfigurationError:
@@ -319,4 +312,4 @@ def patch_tenant(request: Request, name: str, body: TenantUpdate) -> TenantSetti
 @router.post("/tenants/{name}/keys", operation_id="createKey", dependencies=[Depends(admin_only)])
 def post_key(request: Request, name: str) -> TenantResponse:
     """Add an API key to a tenant (admin key); shown only in this answer."""
-    return TenantResponse(name=name, api_key=_store(request).new_key(name))
+    return TenantResponse(name=name, api_key=store_of(request).new_key(name))
