@@ -112,18 +112,35 @@ class ActionRefused(FlexCreditsError):
         super().__init__(message)
 
 
+def _elsewhere(held: int | Decimal | None) -> str:
+    if not held:
+        return ""
+    return f"; other holders (leases of other processes) reserve {held} credits"
+
+
 class InsufficientCredits(ActionRefused):
     """The wallet denies overdrafts and its balance does not cover the action.
 
     Attributes:
-        balance: The balance at the moment of refusal.
+        balance: What the balance left for the action at the moment of refusal (less what
+            holds reserve).
+        held_elsewhere: Credits that other holders reserved then (a wallet service's leases
+            of other processes), or ``None`` when the wallet cannot say.
     """
 
-    def __init__(self, *, action: str, credits: int | Decimal, balance: int | Decimal) -> None:
+    def __init__(
+        self,
+        *,
+        action: str,
+        credits: int | Decimal,
+        balance: int | Decimal,
+        held_elsewhere: int | Decimal | None = None,
+    ) -> None:
         self.balance = balance
+        self.held_elsewhere = held_elsewhere
         super().__init__(
             f"action {action!r} needs {credits} credits but the balance is {balance} "
-            "and the wallet's overdraft policy is 'deny'",
+            f"and the wallet's overdraft policy is 'deny'{_elsewhere(held_elsewhere)}",
             action=action,
             credits=credits,
         )
@@ -134,17 +151,28 @@ class BudgetExceeded(ActionRefused):
 
     Attributes:
         budget: The budget that refused the action.
-        spent: The credits already spent in the budget's current period.
+        spent: The credits already spent in the budget's current period, and reserved by
+            holds.
+        held_elsewhere: Credits of the budget that other holders reserved then (a wallet
+            service's leases of other processes), or ``None`` when the wallet cannot say.
     """
 
     def __init__(
-        self, *, action: str, credits: int | Decimal, budget: Any, spent: int | Decimal
+        self,
+        *,
+        action: str,
+        credits: int | Decimal,
+        budget: Any,
+        spent: int | Decimal,
+        held_elsewhere: int | Decimal | None = None,
     ) -> None:
         self.budget = budget
         self.spent = spent
+        self.held_elsewhere = held_elsewhere
         super().__init__(
             f"action {action!r} needs {credits} credits but budget {budget.name!r} "
-            f"has {budget.limit - spent} of {budget.limit} left this period",
+            f"has {budget.limit - spent} of {budget.limit} left this period"
+            f"{_elsewhere(held_elsewhere)}",
             action=action,
             credits=credits,
         )

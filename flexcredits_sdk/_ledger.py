@@ -280,6 +280,11 @@ class Ledger:
         return bool(self._budgets or self._watches)
 
     @property
+    def held(self) -> Amount:
+        """The credits that holds reserve."""
+        return self._held
+
+    @property
     def authorizes(self) -> bool:
         """Whether actions must be authorized (and may be refused) before they run."""
         return self.overdraft == "deny" or self._hard_budgets
@@ -603,16 +608,27 @@ class Ledger:
             budget.held += credits
         return Hold(credits, tuple(b.id for b in matched))
 
-    def release(self, hold: Hold) -> None:
-        """Give back the credits `hold` reserved (idempotent)."""
+    def release(self, hold: Hold, credits: Amount | None = None) -> Amount:
+        """Give back what `hold` reserves, or only `credits` of it (idempotent).
+
+        A hold that many actions draw on (a wallet service's lease) gives back each action's
+        credits as its record is booked, and the rest when it is released.
+
+        Returns:
+            The credits given back.
+        """
         if hold.released:
-            return
-        hold.released = True
-        self._held -= hold.credits
-        if hold.budgets:
+            return 0
+        amount = hold.credits if credits is None else min(credits, hold.credits)
+        hold.credits -= amount
+        if not hold.credits:
+            hold.released = True
+        self._held -= amount
+        if hold.budgets and amount:
             for budget in self._budgets:
                 if budget.id in hold.budgets:
-                    budget.held -= hold.credits
+                    budget.held -= amount
+        return amount
 
     def book(self, record: UsageRecord, now_ns: int, hold: Hold | None = None) -> list[Alert]:
         """Charge a record's credits at `now_ns` and update budgets and alerts.

@@ -40,9 +40,12 @@ __all__ = [
     "BudgetInfo",
     "Credits",
     "GrantInfo",
+    "HoldInfo",
     "PRINTABLE",
     "PositiveCredits",
+    "RecordId",
     "SignedCredits",
+    "Tags",
     "UsageRecordModel",
     "UsageRow",
     "validation_error",
@@ -198,6 +201,31 @@ class BudgetInfo(_Model):
     spent: Credits
 
 
+class HoldInfo(_Model):
+    """Credits a wallet service reserves for actions about to run (``POST /v1/holds``).
+
+    Attributes:
+        id: The hold's id: its idempotency key, chosen by the client or made by the service.
+        credits: The credits the hold reserved.
+        remaining: What is still reserved: `credits` less what records settled against it,
+            and 0 once the hold is released or expired.
+        tags: The tags the hold was taken for; it counts against every hard budget they match.
+        budgets: The ids of the hard budgets it counts against.
+        status: ``"active"``, ``"released"`` (by ``DELETE``) or ``"expired"``.
+        created_at: When it was taken.
+        expires_at: When it releases by itself, unless released before.
+    """
+
+    id: str
+    credits: Credits
+    remaining: Credits
+    tags: dict[str, str]
+    budgets: list[str]
+    status: Literal["active", "released", "expired"]
+    created_at: AwareDatetime
+    expires_at: AwareDatetime
+
+
 class Alert(_Model):
     """Something the wallet tells its owner about: a low balance or a budget crossing.
 
@@ -255,6 +283,17 @@ _HAS_START: JsonDict = {
 }
 
 
+#: Tags as the wire carries them: the rules of `tags()` (see `check_tags`).
+Tags = Annotated[dict[str, Any], AfterValidator(_tags), WithJsonSchema(_TAGS_SCHEMA)]
+
+#: An id a client makes (a record's, a hold's): the rule of `set_id`.
+RecordId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": PRINTABLE}),
+    AfterValidator(check_id),
+]
+
+
 class UsageRecordModel(_Model):
     """The validating form of a `UsageRecord`, used at the edges (wire, files, service).
 
@@ -262,15 +301,15 @@ class UsageRecordModel(_Model):
     ``start_time_ns`` is absent). The wallet service refuses a record whose start is before 1970,
     or that ends (start plus ``duration_ns``) after 2262, or whose credits reach 2**63
     nano-credits (about 9.2 billion credits) or have more than 9 decimal places.
+
+    ``hold_id`` names the hold (``POST /v1/holds``) the action was authorized from: the
+    service settles the record's credits against that hold, so what the hold reserved is not
+    counted twice. It is a wire field only; a `UsageRecord` does not carry it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_HAS_START)
 
-    id: Annotated[
-        str,
-        Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": PRINTABLE}),
-        AfterValidator(check_id),
-    ]
+    id: RecordId
     action: Annotated[
         str,
         AfterValidator(_name),
@@ -291,9 +330,7 @@ class UsageRecordModel(_Model):
     environment: Annotated[
         str, Field(min_length=1, max_length=64, json_schema_extra={"pattern": _NO_NUL})
     ]
-    tags: Annotated[dict[str, Any], AfterValidator(_tags), WithJsonSchema(_TAGS_SCHEMA)] = Field(
-        default_factory=dict
-    )
+    tags: Tags = Field(default_factory=dict)
     conversation_id: (
         Annotated[str, Field(max_length=256, json_schema_extra={"pattern": _NO_NUL})] | None
     ) = None
@@ -306,3 +343,4 @@ class UsageRecordModel(_Model):
     ) = None
     trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     span_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+    hold_id: RecordId | None = None

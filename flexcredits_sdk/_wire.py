@@ -12,6 +12,11 @@ GET      /v1/usage               query: `UsageQuery`  `UsageResponse`
 GET      /v1/records             query: records       `RecordsResponse` (a page)
 GET      /v1/grants                                   `GrantsResponse`
 POST     /v1/grants              `GrantRequest`       `GrantInfo` (admin key)
+GET      /v1/spend-control                            `SpendControl`
+POST     /v1/holds               `HoldRequest`        `HoldInfo` (201; 200 again) or 402
+GET      /v1/holds                                    `HoldsResponse` (active holds)
+GET      /v1/holds/{id}                               `HoldInfo`
+DELETE   /v1/holds/{id}                               `HoldInfo` (released)
 =======  ======================  ===================  =================================
 
 Ingestion is idempotent per record: each record's ``id`` is its idempotency key and the service
@@ -24,6 +29,13 @@ is booked, and the client resends the valid records. A client that sends
 settle (rejected or not booked); the others are counted in ``accepted`` and ``duplicates``, and
 the answer carries ``Preference-Applied: return=minimal``. Errors other than per-record ones are
 an `ErrorResponse`.
+
+A hold reserves credits for actions about to run, so that a tenant that denies overdraft or
+has hard budgets can say no before an action runs. It is refused with 402 and a
+`RefusalResponse` (``insufficient_credits`` or ``budget_exceeded``, with the figures). Its
+``id`` is an idempotency key like a record's: the same request again answers 200 with the
+same hold. A record that carries ``hold_id`` settles against that hold when it is booked;
+``DELETE`` gives back what is left; a hold past its ``ttl`` gives it back by itself.
 """
 
 from __future__ import annotations
@@ -33,21 +45,40 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Json
 
-from ._models import PRINTABLE, Credits, GrantInfo, PositiveCredits, UsageRecordModel, UsageRow
+from ._models import (
+    PRINTABLE,
+    BudgetInfo,
+    Credits,
+    GrantInfo,
+    HoldInfo,
+    PositiveCredits,
+    RecordId,
+    SignedCredits,
+    Tags,
+    UsageRecordModel,
+    UsageRow,
+)
 from ._paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_HOLD_TTL",
     "MAX_BATCH_RECORDS",
+    "MAX_HOLD_TTL",
     "ErrorDetail",
     "ErrorResponse",
     "GrantRequest",
     "GrantsResponse",
+    "HoldRequest",
+    "HoldsResponse",
     "IngestRequest",
     "IngestResponse",
     "RecordResult",
     "RecordsQuery",
     "RecordsResponse",
+    "Refusal",
+    "RefusalResponse",
+    "SpendControl",
     "UsageQuery",
     "UsageResponse",
 ]
@@ -56,6 +87,9 @@ __all__ = [
 API_VERSION = "v1"
 #: The most records one ingestion batch may carry.
 MAX_BATCH_RECORDS = 5_000
+#: The longest a hold may last, in seconds, and how long one lasts when the request is silent.
+MAX_HOLD_TTL = 3600
+DEFAULT_HOLD_TTL = 60
 
 
 class _Model(BaseModel):
@@ -175,3 +209,64 @@ class ErrorResponse(_Model):
     """Any error answer other than a 422 on ingestion."""
 
     error: ErrorDetail
+
+
+class HoldRequest(_Model):
+    """``POST /v1/holds``: reserve `credits` for actions carrying `tags`, for `ttl` seconds.
+
+    ``id`` is the idempotency key (the service makes one when it is absent): the same request
+    again answers with the same hold, a different request with the same id is refused (409).
+    """
+
+    id: RecordId | None = None
+    credits: PositiveCredits
+    tags: Tags = Field(default_factory=dict)
+    ttl: Annotated[float, Field(gt=0, le=MAX_HOLD_TTL, allow_inf_nan=False)] = DEFAULT_HOLD_TTL
+
+
+class HoldsResponse(_Model):
+    """``GET /v1/holds``: the tenant's active holds, oldest first."""
+
+    holds: list[HoldInfo]
+
+
+class Refusal(_Model):
+    """Why a hold was refused, with the figures.
+
+    Attributes:
+        credits: The credits asked for.
+        available: What the balance leaves for new holds: the balance less every active hold
+            (with overdraft denied), or what the budget has left (``budget_exceeded``).
+        held: The credits every active hold of the tenant reserves (leases of other
+            processes among them).
+        budget: The hard budget that refused, for ``budget_exceeded``.
+    """
+
+    credits: Credits
+    available: SignedCredits
+    held: Credits
+    budget: BudgetInfo | None = None
+
+
+class RefusalResponse(_Model):
+    """A refused hold (402): ``error.code`` is ``insufficient_credits`` or ``budget_exceeded``."""
+
+    error: ErrorDetail
+    refusal: Refusal
+
+
+class SpendControl(_Model):
+    """``GET /v1/spend-control``: whether actions must be authorized (hold first) and which
+    tags need it.
+
+    Attributes:
+        overdraft: ``"deny"``: every action needs a hold; ``"allow"``: only actions that a
+            hard budget matches.
+        hard_budgets: The hard budgets (a hold for an action's tags counts against each one
+            whose tags the action carries).
+        max_ttl: The longest hold the service grants, in seconds.
+    """
+
+    overdraft: Literal["allow", "deny"]
+    hard_budgets: list[BudgetInfo]
+    max_ttl: int = MAX_HOLD_TTL

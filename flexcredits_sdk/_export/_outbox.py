@@ -55,9 +55,12 @@ def encode(record: tuple[Any, ...]) -> str:
     """Return a record (a `UsageRecord` or a plain tuple of its fields) as the JSON object the
     wire protocol carries (``UsageRecordModel``).
 
-    The text never contains a raw newline (JSON escapes them inside strings), so records are
-    stored newline-separated.
+    A tuple of the record's fields followed by a hold's id (an action authorized from a lease)
+    is sent with that ``hold_id``. The text never contains a raw newline (JSON escapes them
+    inside strings), so records are stored newline-separated.
     """
+    if len(record) > 14:
+        return encode(record[:14])[:-1] + f',"hold_id":{_s(record[14])}}}'
     (
         record_id,
         action,
