@@ -17,7 +17,7 @@ from flexcredits_sdk.wallets import HttpWallet
 
 
 def main(url: str, key: str, outbox: str, durability: str, log: str) -> None:
-    wallet = HttpWallet(url, key, outbox_dir=outbox, durability=durability, lease=1.0)
+    wallet = HttpWallet(url, key, outbox_dir=outbox, durability=durability, claim_ttl=1.0)
     meter = Meter(wallet=wallet)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     while True:

@@ -68,7 +68,7 @@ class Outboxes:
             path,
             owner=owner,
             key=self._key,
-            lease=settings.lease,
+            lease=settings.claim_ttl,
             sync=settings.durability == "sync",
             max_records=settings.max_batch_records,
             max_bytes=settings.max_batch_bytes,

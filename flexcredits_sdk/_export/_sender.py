@@ -78,7 +78,7 @@ class Sender:
             multiplier=settings.initial_backoff, max=settings.max_backoff
         )
         self._pause_interval = settings.pause_interval
-        self._lease = settings.lease
+        self._lease = settings.claim_ttl
         self._on_rejected = on_rejected
         self._on_key = on_key
         self._sleep = sleep

@@ -39,7 +39,8 @@ class ExportSettings:
         initial_backoff: The first retry waits up to this many seconds (full jitter).
         max_backoff: Retries wait at most this many seconds (``Retry-After`` aside).
         pause_interval: Seconds between attempts while the service refuses the credentials.
-        lease: Seconds a claim on outbox chunks lasts before another process may take them.
+        claim_ttl: Seconds a claim on outbox chunks lasts before another process may take
+            them (a process that died holds its claims this long).
         senders: Batches in flight at once.
         exit_timeout: Seconds the atexit hook spends delivering what is left.
 
@@ -60,7 +61,7 @@ class ExportSettings:
     initial_backoff: float = 0.5
     max_backoff: float = 60.0
     pause_interval: float = 60.0
-    lease: float = 30.0
+    claim_ttl: float = 30.0
     senders: int = 2
     exit_timeout: float = 5.0
 
