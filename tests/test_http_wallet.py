@@ -47,10 +47,11 @@ def _use(wallet: Any) -> None:
 def test_it_is_a_wallet_and_a_sink(wallet: HttpWallet) -> None:
     assert isinstance(wallet, Wallet)
     assert isinstance(wallet, Sink)
-    assert wallet.authorizes is False
+    assert wallet.authorizes is True  # until the service's spend-control policy is known
     with pytest.raises(AttributeError):
-        wallet.authorizes = True  # type: ignore[misc]
-    assert wallet.authorize("x", 20, {}) is None
+        wallet.authorizes = False  # type: ignore[misc]
+    assert wallet.authorize("x", 20, {}) is None  # this service has no spend control
+    assert wallet.authorizes is False
 
 
 def test_answers_match_the_offline_wallet(wallet: HttpWallet) -> None:
@@ -248,7 +249,7 @@ def test_an_unknown_option_lists_the_options_and_the_closest() -> None:
     message = str(info.value)
     assert message.startswith("batch_size=10: is not an option (did you mean ")
     assert "'max_batch_records'" in message
-    assert "the options are allow_http, api_key, block_timeout, client," in message
+    assert "the options are allow_http, api_key, block_timeout, claim_ttl, client," in message
 
 
 @pytest.mark.parametrize("url", ["https://wallet.example.com", "http://wallet:8080"])

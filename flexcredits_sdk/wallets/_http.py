@@ -66,6 +66,19 @@ class HttpWallet(HttpWalletBase):
         block_timeout: Seconds ``submit`` may wait under ``"block"``.
         timeout: Seconds for connecting and for each read or write.
         max_backoff: Longest wait between retries, ``Retry-After`` aside.
+        claim_ttl: Seconds a process's claim on outbox chunks lasts (another process takes
+            the chunks of one that died after this long).
+        lease: How actions are authorized when the service's spend-control policy needs it
+            (overdraft denied, or a hard budget the action's tags match): ``"auto"``
+            (default: credit is reserved in blocks, each about a second of actions, and
+            actions draw on it in-process), ``"per_action"`` (one hold of exactly each
+            action's credits: a round trip per action, no credit held idle) or ``"off"``
+            (never: actions are booked after they ran and never refused). A refused action
+            raises `InsufficientCredits` or `BudgetExceeded` before its body runs.
+        lease_ttl: Seconds a hold lasts on the service unless given back (30); a process
+            that dies gives its leases back this long after taking them.
+        lease_max_credits: The most credits one block reserves (2,000).
+        lease_idle: Seconds after which a lease no action drew on is given back (5).
         on_rejected: Called with each `DeadLetter` the service rejected, on the exporter thread.
         client: An `httpx.Client` for questions and delivery, or a function that makes one.
             A function is called again in each forked child (gunicorn, ``multiprocessing``);
@@ -215,6 +228,11 @@ class AsyncHttpWallet(HttpWalletBase):
     Delivery runs on the exporter thread, so metered calls never wait on the network; the
     questions never block the event loop. Takes the arguments of `HttpWallet`, with `client`
     an `httpx.AsyncClient`.
+
+    Authorization (`lease`) is synchronous: when an action needs a new block of credit, the
+    request for it blocks the event loop for one round trip, once per block (about once a
+    second per set of matched budgets, under load); ``lease="per_action"`` does so for every
+    action that needs a hold.
     """
 
     def __init__(

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -35,6 +35,8 @@ from .._records import UsageRecord, datetime_to_ns
 from .._usage import Bucket
 from .._validate import check_aware, check_credits, check_name, check_tags
 from .._wire import GrantRequest, RecordsQuery, UsageQuery
+from ._holds import LeaseMode, LeaseSettings
+from ._leases import Leases
 
 __all__ = [
     "API_KEY_VARIABLE",
@@ -86,7 +88,7 @@ _ARGUMENTS = (
 
 def _not_an_option(name: str) -> str:
     """Say that `name` is not an argument of the wallet, with the closest ones and the list."""
-    options = sorted((*_ARGUMENTS, *ExportSettings.names()))
+    options = sorted((*_ARGUMENTS, *ExportSettings.names(), *LeaseSettings.names()))
     close = difflib.get_close_matches(name, options, n=2, cutoff=0.5)
     hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
     return f"is not an option{hint}; the options are {', '.join(options)}"
@@ -118,8 +120,10 @@ class HttpWalletBase:
         sleep: Callable[[float], Any] | None = None,
         clock: Callable[[], float] | None = None,
         allow_http: bool | None = None,
+        lease: LeaseMode = "auto",
         **settings: Any,
     ) -> None:
+        leasing = {name: settings.pop(name) for name in LeaseSettings.names() & settings.keys()}
         unknown = sorted(settings.keys() - ExportSettings.names())
         if unknown:
             raise ConfigurationError(unknown[0], settings[unknown[0]], _not_an_option(unknown[0]))
@@ -145,6 +149,7 @@ class HttpWalletBase:
                 "without one)",
             )
         options = ExportSettings(**settings)
+        lease_settings = LeaseSettings(lease=lease, **leasing)
         if on_rejected is not None and not callable(on_rejected):
             raise ConfigurationError("on_rejected", on_rejected, "must be callable")
         if exporter_client is not None and not (
@@ -171,6 +176,15 @@ class HttpWalletBase:
             sleep=sleep,
             clock=clock,
         )
+        self._leases = Leases(
+            self._transport,
+            self._exporter.flush,
+            lease_settings,
+            policy_max_age=RATE_CARD_MAX_AGE,
+            timeout=self._timeout,
+            sleep=sleep,
+            clock=clock,
+        )
         self._card: RateCard | None = None
         self._card_etag: str | None = None
         self._card_checked = -float("inf")  # time.monotonic() of the last answer
@@ -193,31 +207,68 @@ class HttpWalletBase:
 
     @property
     def authorizes(self) -> bool:
-        """``False``: a wallet service books actions after they ran."""
-        return False
+        """Whether actions must be authorized (hold credit) before they run.
+
+        ``False`` with ``lease="off"``, and while the service's spend-control policy says no
+        action needs a hold (until the policy is asked for again); ``True`` until the policy
+        is known.
+        """
+        return self._leases.authorizes
+
+    def authorize(
+        self, action: str, credits: int | Decimal, tags: Mapping[str, str]
+    ) -> object | None:
+        """Reserve `credits` for an action about to run: drawn from this process's lease for
+        the budgets `tags` match, or a new hold; ``None`` when the action needs none.
+
+        Raises:
+            InsufficientCredits: The tenant denies overdraft and cannot cover the action.
+            BudgetExceeded: A hard budget that `tags` match cannot cover it.
+        """
+        return self._leases.authorize(action, credits, tags)
 
     def submit(self, record: UsageRecord, hold: Any = None, /) -> None:
-        """Queue one record for delivery (O(1), no I/O on the caller's thread)."""
-        self._exporter.submit(record, hold)
-
-    def authorize(self, action: str, credits: int | Decimal, tags: Mapping[str, str]) -> None:
-        """Never refuses: a wallet service books actions after they ran."""
-        return None
+        """Queue one record for delivery (O(1), no I/O on the caller's thread); a record
+        authorized by `authorize` carries its hold's id."""
+        if hold is None:
+            self._exporter.submit(record)
+        else:
+            # the record's fields and its hold's id: the exporter sends it with ``hold_id``
+            self._exporter.submit(cast(UsageRecord, self._leases.settle(record, hold)))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Deliver every record submitted so far; return whether all were acknowledged in time."""
-        return self._exporter.flush(timeout)
+        """Deliver every record submitted so far, then give back every lease; return whether
+        all records were acknowledged in time."""
+        delivered = self._exporter.flush(timeout)
+        if delivered:
+            self._leases.flush(timeout)
+        return delivered
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Deliver what is left within `timeout` seconds (5 by default) and stop the exporter.
+        """Deliver what is left within `timeout` seconds (5 by default), give back every
+        lease, and stop the exporter.
 
-        Undelivered records stay in the outbox for the next process.
+        Undelivered records stay in the outbox for the next process; a lease whose records
+        were not delivered is not given back (the service releases it when it expires).
         """
-        return self._exporter.shutdown(timeout)
+        if timeout is None:
+            self._leases.shutdown(None)
+            return self._exporter.shutdown(None)
+        end = time.monotonic() + timeout
+        self._leases.shutdown(timeout)
+        return self._exporter.shutdown(max(0.0, end - time.monotonic()))
+
+    def leases(self) -> list[dict[str, Any]]:
+        """Return the leases this process holds: for each, the ids of the budgets it is for
+        (``budgets``), its ``tags``, ``hold_id``, ``credits``, the credits not yet drawn
+        (``remaining``) and the seconds it may still be drawn on (``usable_for``)."""
+        return self._leases.leases()
 
     def stats(self) -> dict[str, Any]:
-        """Return queued, in_outbox, sent, duplicates, rejected, dropped and last_error."""
-        return self._exporter.stats()
+        """Return queued, in_outbox, sent, duplicates, rejected, dropped and last_error, and
+        under ``leases``: holds asked, released, refused, policy fetches, errors, their sum of
+        ``round_trips``, the credits ``held`` and the number of ``leases``."""
+        return {**self._exporter.stats(), "leases": self._leases.stats()}
 
     def dead_letters(self) -> list[DeadLetter]:
         """Return the records the service rejected as invalid, with its reasons."""

@@ -1,0 +1,681 @@
+"""Leases: HttpWallet reserves credit in blocks and refuses actions before their bodies run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+import flexcredits_sdk as fc
+from flexcredits_sdk import BudgetExceeded, ConfigurationError, InsufficientCredits
+from flexcredits_sdk.wallets import AsyncHttpWallet, HttpWallet
+
+URL = "https://wallet.test"
+
+
+class Clock:
+    """Monotonic seconds that a test can move forward (the exporter sees time pass too)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class FakeService:
+    """The spend-control part of a wallet service: a balance, hard budgets, holds, records.
+
+    Every request is logged in `events` (``("hold", credits)``, ``("release", id)``,
+    ``("record", id, hold_id)``), in the order the service saw them.
+    """
+
+    def __init__(self, credits: int = 10_000, overdraft: str = "deny") -> None:
+        self.balance = credits
+        self.overdraft = overdraft
+        self.budgets: list[dict[str, Any]] = []
+        self.holds: dict[str, dict[str, Any]] = {}
+        self.events: list[tuple[Any, ...]] = []
+        self.records: list[dict[str, Any]] = []
+        self.policy_status = 200
+        self.hold_faults: list[Any] = []  # an exception to raise or a status, per hold request
+        self.hold_delay = 0.0
+        self.in_flight = self.most_in_flight = 0
+        self._lock = threading.Lock()
+
+    def budget(self, limit: int, **tags: str) -> dict[str, Any]:
+        budget = {
+            "id": f"b{len(self.budgets) + 1}",
+            "name": ",".join(f"{k}={v}" for k, v in tags.items()) or "tenant",
+            "limit": limit,
+            "tags": tags,
+            "period": None,
+            "hard": True,
+            "spent": 0,
+        }
+        self.budgets.append(budget)
+        return budget
+
+    def held(self, budget: dict[str, Any] | None = None) -> int:
+        return sum(
+            h["remaining"]
+            for h in self.holds.values()
+            if h["status"] == "active" and (budget is None or budget["id"] in h["budgets"])
+        )
+
+    def spend_control(self, request: httpx.Request) -> httpx.Response:
+        self.events.append(("policy",))
+        if self.policy_status != 200:
+            return httpx.Response(self.policy_status)
+        return httpx.Response(
+            200,
+            json={"overdraft": self.overdraft, "hard_budgets": self.budgets, "max_ttl": 3600},
+        )
+
+    def hold(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if self.hold_delay:
+                time.sleep(self.hold_delay)  # a round trip's latency, so threads overlap
+            with self._lock:
+                return self._hold(body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _hold(self, body: dict[str, Any]) -> httpx.Response:
+        self.events.append(("hold", body["credits"], body["id"]))
+        if self.hold_faults:
+            fault = self.hold_faults.pop(0)
+            if isinstance(fault, Exception):
+                raise fault
+            return httpx.Response(fault)
+        if body["id"] in self.holds:
+            return httpx.Response(200, json=self._info(self.holds[body["id"]]))
+        credits, tags = body["credits"], body["tags"]
+        available = self.balance - self.held()
+        if self.overdraft == "deny" and credits > available:
+            return self._refused("insufficient_credits", credits, available, None)
+        matched = [b for b in self.budgets if b["tags"].items() <= tags.items()]
+        for budget in matched:
+            left = budget["limit"] - budget["spent"] - self.held(budget)
+            if credits > left:
+                return self._refused("budget_exceeded", credits, left, budget)
+        self.holds[body["id"]] = hold = {
+            "id": body["id"],
+            "credits": credits,
+            "remaining": credits,
+            "tags": tags,
+            "budgets": [b["id"] for b in matched],
+            "status": "active",
+        }
+        return httpx.Response(201, json=self._info(hold))
+
+    def _refused(
+        self, code: str, credits: int, available: int, budget: dict[str, Any] | None
+    ) -> httpx.Response:
+        return httpx.Response(
+            402,
+            json={
+                "error": {"code": code, "message": "refused"},
+                "refusal": {
+                    "credits": credits,
+                    "available": available,
+                    "held": self.held(),
+                    "budget": budget,
+                },
+            },
+        )
+
+    @staticmethod
+    def _info(hold: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **{k: hold[k] for k in ("id", "credits", "remaining", "tags", "budgets", "status")},
+            "created_at": "2026-01-01T00:00:00Z",
+            "expires_at": "2026-01-01T00:00:30Z",
+        }
+
+    def release(self, request: httpx.Request) -> httpx.Response:
+        hold_id = request.url.path.rsplit("/", 1)[1]
+        with self._lock:
+            self.events.append(("release", hold_id))
+            hold = self.holds.get(hold_id)
+            if hold is None:
+                return httpx.Response(404, json={"error": {"code": "not_found", "message": "?"}})
+            hold["status"], hold["remaining"] = "released", 0
+            return httpx.Response(200, json=self._info(hold))
+
+    def ingest(self, request: httpx.Request) -> httpx.Response:
+        content = request.content
+        if request.headers.get("content-encoding") == "gzip":
+            content = gzip.decompress(content)
+        records = json.loads(content)["records"]
+        with self._lock:
+            for record in records:
+                self.events.append(("record", record["id"], record.get("hold_id")))
+                self.records.append(record)
+                credits = record["credits"]
+                hold = self.holds.get(record.get("hold_id") or "")
+                if hold is not None and hold["status"] == "active":
+                    hold["remaining"] -= min(credits, hold["remaining"])
+                self.balance -= credits
+                for budget in self.budgets:
+                    if budget["tags"].items() <= record["tags"].items():
+                        budget["spent"] += credits
+        results = [{"id": r["id"], "status": "accepted"} for r in records]
+        return httpx.Response(
+            200,
+            json={"results": results, "accepted": len(records), "duplicates": 0, "rejected": 0},
+        )
+
+    def hold_requests(self) -> list[int]:
+        return [event[1] for event in self.events if event[0] == "hold"]
+
+    def releases(self) -> list[str]:
+        return [event[1] for event in self.events if event[0] == "release"]
+
+
+@pytest.fixture
+def service() -> Iterator[FakeService]:
+    fake = FakeService()
+    with respx.mock(base_url=URL, assert_all_called=False) as router:
+        router.get("/v1/spend-control").mock(side_effect=fake.spend_control)
+        router.post("/v1/holds").mock(side_effect=fake.hold)
+        router.delete(path__startswith="/v1/holds/").mock(side_effect=fake.release)
+        router.post("/v1/records").mock(side_effect=fake.ingest)
+        yield fake
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make(service: FakeService, clock: Clock) -> Iterator[Callable[..., HttpWallet]]:
+    made: list[HttpWallet] = []
+
+    def make(**options: Any) -> HttpWallet:
+        options.setdefault("durability", "memory")
+        options.setdefault("clock", clock)
+        options.setdefault("sleep", lambda seconds: None)
+        made.append(HttpWallet(URL, "key", **options))
+        return made[-1]
+
+    yield make
+    for wallet in made:
+        wallet.shutdown(timeout=5)
+
+
+class Agent:
+    """A meter on a wallet, with an action that counts how often its body ran."""
+
+    def __init__(self, wallet: Any, **tags: str) -> None:
+        self.meter = fc.Meter(wallet=wallet)
+        self.ran = 0
+        self.tags = tags
+
+    def act(self, units: int = 1, **tags: str) -> None:
+        with self.meter.action("answer", tags={**self.tags, **tags}, units=units):
+            self.ran += 1
+
+    def run(self, times: int, **tags: str) -> int:
+        """Act up to `times` times; return how many were refused."""
+        refused = 0
+        for _ in range(times):
+            try:
+                self.act(**tags)
+            except (InsufficientCredits, BudgetExceeded):
+                refused += 1
+        return refused
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("lease", "sometimes"),
+        ("lease", None),
+        ("lease", True),
+        ("lease_ttl", 0),
+        ("lease_ttl", 7200),
+        ("lease_ttl", float("inf")),
+        ("lease_ttl", "30"),
+        ("lease_idle", -1),
+        ("lease_idle", float("nan")),
+        ("lease_max_credits", 0),
+        ("lease_max_credits", 1.5),
+        ("lease_max_credits", Decimal("NaN")),
+    ],
+)
+def test_bad_lease_settings_name_the_field(option: str, value: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        HttpWallet("http://127.0.0.1:1", durability="memory", **{option: value})
+    assert info.value.field == option
+    assert repr(value)[:20] in str(info.value)
+
+
+def test_a_number_for_lease_points_at_claim_ttl() -> None:
+    with pytest.raises(ConfigurationError, match="claim_ttl") as info:
+        HttpWallet("http://127.0.0.1:1", durability="memory", lease=1.0)  # type: ignore[arg-type]
+    assert info.value.field == "lease"
+
+
+def test_the_lease_settings_are_listed_as_options() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        HttpWallet("http://127.0.0.1:1", durability="memory", lease_tll=30)
+    assert "did you mean 'lease_ttl'" in str(info.value)
+    assert "lease, lease_idle, lease_max_credits, lease_ttl" in str(info.value)
+
+
+# --- the policy ---------------------------------------------------------------------------------
+
+
+def test_no_holds_when_the_policy_needs_none(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.overdraft = "allow"
+    service.budget(100, department="service")
+    wallet = make()
+    agent = Agent(wallet, department="sales")
+    assert wallet.authorizes is True  # until the policy is known
+    agent.run(3)
+    assert wallet.authorizes is True  # a hard budget exists: every action is checked
+    assert service.hold_requests() == []  # but none of these actions matches it
+    wallet.flush()
+    assert [r.get("hold_id") for r in service.records] == [None] * 3
+    assert [e for e in service.events if e[0] == "policy"] == [("policy",)]
+
+
+def test_authorizes_turns_off_and_back_on_when_the_policy_is_asked_again(
+    service: FakeService, make: Callable[..., HttpWallet], clock: Clock
+) -> None:
+    service.overdraft = "allow"
+    wallet = make()
+    agent = Agent(wallet)
+    agent.run(2)
+    assert wallet.authorizes is False  # the meter no longer calls authorize
+    assert wallet.stats()["leases"]["policy_fetches"] == 1
+    service.overdraft = "deny"
+    clock.advance(61)  # older than the rate card's max age
+    time.sleep(0.002)  # the next action starts in a new millisecond, which checks the age
+    agent.run(1)
+    assert wallet.authorizes is True
+    assert wallet.stats()["leases"]["policy_fetches"] == 2
+    assert len(service.hold_requests()) == 1
+
+
+def test_an_unreachable_service_fails_open_and_is_asked_again(
+    service: FakeService,
+    make: Callable[..., HttpWallet],
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service.policy_status = 503
+    wallet = make()
+    agent = Agent(wallet)
+    with caplog.at_level(logging.WARNING, logger="flexcredits_sdk"):
+        agent.run(2)
+    assert agent.ran == 2
+    assert "cannot fetch the spend-control policy" in caplog.text
+    assert "actions run without holds" in caplog.text
+    assert wallet.authorizes is False
+    service.policy_status = 200
+    clock.advance(11)
+    time.sleep(0.002)
+    agent.run(1)
+    assert wallet.authorizes is True
+    assert len(service.hold_requests()) == 1
+
+
+def test_a_service_without_spend_control_needs_no_holds(
+    service: FakeService, make: Callable[..., HttpWallet], caplog: pytest.LogCaptureFixture
+) -> None:
+    service.policy_status = 404
+    wallet = make()
+    with caplog.at_level(logging.WARNING, logger="flexcredits_sdk"):
+        Agent(wallet).run(2)
+    assert wallet.authorizes is False
+    assert caplog.text == ""
+
+
+def test_lease_off_never_asks(service: FakeService, make: Callable[..., HttpWallet]) -> None:
+    wallet = make(lease="off")
+    assert wallet.authorizes is False
+    assert wallet.authorize("answer", 20, {}) is None
+    Agent(wallet).run(2)
+    assert service.events == []
+
+
+# --- blocks -------------------------------------------------------------------------------------
+
+
+def test_actions_draw_on_a_lease_and_records_carry_its_id(
+    service: FakeService, make: Callable[..., HttpWallet], clock: Clock
+) -> None:
+    wallet = make()
+    agent = Agent(wallet)
+    agent.run(1)
+    clock.advance(0.5)
+    agent.run(1)  # the first block was one action: 2 actions a second -> blocks of 40
+    clock.advance(0.5)
+    agent.run(1)
+    clock.advance(0.5)
+    agent.run(1)
+    assert service.hold_requests() == [20, 40, 40]
+    [lease] = wallet.leases()
+    assert (lease["credits"], lease["remaining"], lease["budgets"]) == (40, 20, [])
+    wallet.flush()
+    holds = [event[2] for event in service.events if event[0] == "hold"]
+    assert [r["hold_id"] for r in service.records] == [holds[0], holds[1], holds[1], holds[2]]
+    assert service.balance == 10_000 - 80
+
+
+def test_a_block_is_at_most_lease_max_credits(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    wallet = make(lease_max_credits=100)
+    Agent(wallet).run(30)  # in a burst: each block ten times the last, up to the bound
+    sizes = service.hold_requests()
+    assert sizes[0] == 20
+    assert max(sizes) == 100
+    assert all(size % 20 == 0 for size in sizes)
+    assert len(sizes) <= 8
+    assert wallet.stats()["leases"]["round_trips"] == len(sizes) + 1  # and the policy
+
+
+def test_a_refused_block_falls_back_to_what_is_left_then_to_the_action_alone(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.balance = 60
+    wallet = make(lease_max_credits=1_000)
+    agent = Agent(wallet)
+    assert agent.run(4) == 1
+    assert agent.ran == 3
+    sizes = service.hold_requests()
+    assert len(sizes) == 5
+    assert sizes[0] == 20
+    assert sizes[1] > 40
+    assert sizes[2] == 40
+    assert sizes[3] > 20
+    assert sizes[4] == 20
+
+
+def test_a_refusal_comes_before_the_body_and_names_what_others_hold(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.balance = 60
+    service.holds["other"] = {
+        "id": "other",
+        "credits": 50,
+        "remaining": 50,
+        "tags": {},
+        "budgets": [],
+        "status": "active",
+    }
+    wallet = make()
+    agent = Agent(wallet)
+    with pytest.raises(InsufficientCredits) as info:
+        agent.act()
+    assert agent.ran == 0  # the body never ran
+    assert info.value.held_elsewhere == 50
+    assert info.value.balance == 10
+    assert "other holders (leases of other processes) reserve 50 credits" in str(info.value)
+    assert agent.meter.stats().refused == 1
+    assert wallet.stats()["leases"]["refused"] == 1
+    wallet.flush()
+    assert service.records == []
+
+
+def test_a_hard_budget_refuses_only_the_actions_it_matches(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.overdraft = "allow"
+    budget = service.budget(100, department="service")
+    wallet = make()
+    agent = Agent(wallet)
+    assert agent.run(10, department="service", agent="triage") == 5
+    assert agent.run(3, department="sales") == 0
+    assert agent.ran == 8
+    with pytest.raises(BudgetExceeded) as info:
+        agent.act(department="service")
+    assert info.value.budget.name == budget["name"]
+    assert "budget 'department=service' has 0 of 100 left" in str(info.value)
+    assert {tuple(sorted(h["tags"].items())) for h in service.holds.values()} == {
+        (("department", "service"),)  # the budget's tags, not the action's
+    }
+    wallet.flush()
+    assert budget["spent"] == 100
+    assert sum(1 for r in service.records if r.get("hold_id")) == 5
+
+
+def test_idle_credit_of_this_process_goes_back_before_a_refusal(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.balance = 120
+    service.budget(1_000, department="service")
+    wallet = make(lease_max_credits=100)
+    agent = Agent(wallet)
+    agent.run(3, department="service")  # blocks of 20 then 100: 60 of them left over
+    assert wallet.stats()["leases"]["held"] > 0
+    assert agent.run(1, department="sales") == 0  # needs the leftover given back
+    assert len(service.releases()) == 1
+
+
+# --- units, threads, per_action -----------------------------------------------------------------
+
+
+def test_units_changed_in_the_body_are_drawn_from_the_lease(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    wallet = make(lease_max_credits=200)
+    agent = Agent(wallet)
+    agent.run(2)
+    before = wallet.leases()[0]["remaining"]
+    with agent.meter.action("answer") as act:
+        act.units = 3
+    assert wallet.leases()[0]["remaining"] == before - 60
+    wallet.flush()
+    assert [r["credits"] for r in service.records] == [20, 20, 60]
+
+
+def test_threads_on_one_key_share_one_block_request(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.hold_delay = 0.02
+    wallet = make(lease_max_credits=400)
+    agent = Agent(wallet)
+    threads = [threading.Thread(target=agent.run, args=(50,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert agent.ran == 400
+    assert service.most_in_flight == 1  # one thread asks, the others wait and draw on it
+    assert len(service.hold_requests()) < 40
+    wallet.flush()
+    assert len(service.records) == 400
+    assert service.balance == 10_000 - 8_000
+    assert service.held() == 0
+
+
+def test_per_action_holds_exactly_each_action(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.balance = 50
+    wallet = make(lease="per_action")
+    agent = Agent(wallet)
+    assert agent.run(3) == 1
+    assert service.hold_requests() == [20, 20, 20]
+    assert wallet.leases() == []
+    wallet.flush()
+    assert len({r["hold_id"] for r in service.records}) == 2
+    assert service.releases() == []  # each hold was settled by its record
+
+
+def test_per_action_gives_back_what_a_failed_action_did_not_use(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    card = fc.RateCard.agentforce().model_copy(update={"bill_failed": False})
+    wallet = make(lease="per_action", lease_idle=0.05)
+    meter = fc.Meter(wallet=wallet, rate_card=card)
+
+    @meter.metered_action(name="answer")
+    def fails() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fails()
+    wait_for(service.releases)
+    kinds = [event[0] for event in service.events]
+    assert kinds.index("record") < kinds.index("release")  # the record first, then the hold
+    assert service.held() == 0
+
+
+# --- giving back ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["flush", "shutdown"])
+def test_flush_and_shutdown_give_back_after_the_records(
+    service: FakeService, make: Callable[..., HttpWallet], how: str
+) -> None:
+    wallet = make(lease_max_credits=100)
+    Agent(wallet).run(3)
+    held = wallet.stats()["leases"]["held"]
+    assert held > 0
+    assert getattr(wallet, how)(5) is True
+    assert len(service.releases()) == 1
+    kinds = [event[0] for event in service.events]
+    assert kinds.count("record") == 3
+    assert max(i for i, kind in enumerate(kinds) if kind == "record") < kinds.index("release")
+    assert wallet.leases() == []
+    assert wallet.stats()["leases"]["held"] == 0
+    assert service.held() == 0
+
+
+def test_an_idle_lease_goes_back(
+    service: FakeService, make: Callable[..., HttpWallet], clock: Clock
+) -> None:
+    wallet = make(lease_max_credits=100, lease_idle=0.1)
+    Agent(wallet).run(3)
+    assert wallet.leases()
+    clock.advance(1)
+    wait_for(service.releases)
+    assert wallet.leases() == []
+    assert service.held() == 0
+
+
+def test_a_lease_near_its_expiry_is_replaced(
+    service: FakeService, make: Callable[..., HttpWallet], clock: Clock
+) -> None:
+    wallet = make(lease_max_credits=200, lease_ttl=10)
+    agent = Agent(wallet)
+    agent.run(3)
+    first = wallet.leases()[0]["hold_id"]
+    clock.advance(8.5)  # in the last fifth of its 10 s
+    agent.run(1)
+    assert wallet.leases()[0]["hold_id"] != first
+    wait_for(lambda: first in service.releases())
+
+
+def test_holds_are_asked_again_with_the_same_id(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.hold_faults = [httpx.ConnectError("reset"), 503]
+    wallet = make()
+    agent = Agent(wallet)
+    agent.run(1)
+    ids = [event[2] for event in service.events if event[0] == "hold"]
+    assert len(ids) == 3
+    assert len(set(ids)) == 1
+    assert len(service.holds) == 1
+
+
+def test_a_hold_that_cannot_be_had_lets_the_action_run(
+    service: FakeService, make: Callable[..., HttpWallet], caplog: pytest.LogCaptureFixture
+) -> None:
+    service.hold_faults = [httpx.ConnectError("down")] * 3
+    wallet = make()
+    agent = Agent(wallet)
+    with caplog.at_level(logging.WARNING, logger="flexcredits_sdk"):
+        agent.run(1)
+    assert agent.ran == 1
+    assert "cannot take a hold of 20 credits" in caplog.text
+    wallet.flush()
+    assert service.records[0].get("hold_id") is None
+
+
+def test_a_forked_child_forgets_the_parents_leases(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("needs os.fork")
+    wallet = make(lease_max_credits=100)
+    Agent(wallet).run(2)
+    assert wallet.leases()
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # forking with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            seen = {"leases": wallet.leases(), "held": wallet.stats()["leases"]["held"]}
+            os.write(write, json.dumps(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert child == {"leases": [], "held": 0}
+    assert wallet.leases()  # the parent keeps its own
+    assert service.releases() == []
+
+
+async def test_the_async_wallet_authorizes_too(service: FakeService, clock: Clock) -> None:
+    service.balance = 40
+    wallet = AsyncHttpWallet(URL, "key", durability="memory", clock=clock)
+    try:
+        meter = fc.Meter(wallet=wallet)
+        ran = 0
+
+        @meter.metered_action(name="answer")
+        async def answer() -> None:
+            nonlocal ran
+            ran += 1
+
+        await answer()
+        await answer()
+        with pytest.raises(InsufficientCredits):
+            await answer()
+        assert ran == 2
+        assert await wallet.aflush(5)
+        assert service.balance == 0
+    finally:
+        await wallet.ashutdown(timeout=5)
