@@ -64,6 +64,7 @@ __all__ = [
     "API_VERSION",
     "DEFAULT_HOLD_TTL",
     "MAX_BATCH_RECORDS",
+    "MAX_HOLD_CREDITS",
     "MAX_HOLD_TTL",
     "ErrorDetail",
     "ErrorResponse",
@@ -90,6 +91,8 @@ MAX_BATCH_RECORDS = 5_000
 #: The longest a hold may last, in seconds, and how long one lasts when the request is silent.
 MAX_HOLD_TTL = 3600
 DEFAULT_HOLD_TTL = 60
+#: The most credits one hold may reserve.
+MAX_HOLD_CREDITS = 10**9
 
 
 class _Model(BaseModel):
@@ -219,7 +222,9 @@ class HoldRequest(_Model):
     """
 
     id: RecordId | None = None
-    credits: PositiveCredits
+    credits: Annotated[
+        PositiveCredits, Field(le=MAX_HOLD_CREDITS, json_schema_extra={"maximum": MAX_HOLD_CREDITS})
+    ]
     tags: Tags = Field(default_factory=dict)
     ttl: Annotated[float, Field(gt=0, le=MAX_HOLD_TTL, allow_inf_nan=False)] = DEFAULT_HOLD_TTL
 

@@ -90,6 +90,11 @@ def test_every_operation_of_the_service_is_described() -> None:
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/dashboard", "get"),
+        ("/v1/spend-control", "get"),
+        ("/v1/holds", "post"),
+        ("/v1/holds", "get"),
+        ("/v1/holds/{hold_id}", "get"),
+        ("/v1/holds/{hold_id}", "delete"),
     ]:
         assert (path, method) in described
     ids = [operation["operationId"] for _, _, operation in operations(DOCUMENT)]
@@ -435,6 +440,32 @@ def test_a_generated_client_runs_the_protocol(
         assert isinstance(hook, models.WebhookResponse)
         assert hook.secret.startswith("whsec_")
         assert api("delete_webhook").sync_detailed(client=tenant).status_code == 204
+
+        policy = api("get_spend_control").sync(client=tenant)
+        assert isinstance(policy, models.SpendControl)
+        assert (policy.overdraft.value, policy.hard_budgets) == ("allow", [])
+        taken = api("take_hold").sync_detailed(
+            client=tenant, body=models.HoldRequest(credits_=60, id="hold-1", ttl=30)
+        )
+        assert taken.status_code == 201, taken.content
+        assert (taken.parsed.id, taken.parsed.remaining) == ("hold-1", 60)
+        settled = record(start_time_ns=T0 + 1_000)
+        answer = api("ingest_records").sync_detailed(
+            client=tenant,
+            body=models.IngestRequest(
+                records=[models.UsageRecordModel.from_dict({**settled, "hold_id": "hold-1"})]
+            ),
+        )
+        assert answer.status_code == 200, answer.content
+        assert api("get_hold").sync(client=tenant, hold_id="hold-1").remaining == 40
+        assert [h.id for h in api("list_holds").sync(client=tenant).holds] == ["hold-1"]
+        conflict = api("take_hold").sync_detailed(
+            client=tenant, body=models.HoldRequest(credits_=61, id="hold-1")
+        )
+        assert conflict.status_code == 409
+        assert isinstance(conflict.parsed, models.ErrorResponse)
+        released = api("release_hold").sync(client=tenant, hold_id="hold-1")
+        assert (released.status.value, released.remaining) == ("released", 0)
 
         page = api("dashboard").sync_detailed(client=tenant)
         assert page.status_code == 200

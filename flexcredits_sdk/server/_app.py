@@ -21,6 +21,8 @@ from ._budget_routes import router as budget_router
 from ._config import ServerSettings, default_db
 from ._dashboard import render_dashboard
 from ._database import Tenant, WalletStore
+from ._hold_routes import HoldSweeper
+from ._hold_routes import router as hold_router
 from ._metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from ._plumbing import (
     BodyLimit,
@@ -76,13 +78,20 @@ def create_app(
             allow_private=settings.allow_private_webhooks,
             on_attempt=lambda result: metrics.webhook_deliveries.labels(result).inc(),
         )
+        sweeper = HoldSweeper(
+            wallet.sweep_holds,
+            interval_s=float(settings.hold_sweep_interval_s),
+            on_expired=metrics.holds.labels("expired").inc,
+        )
         app.state.store = wallet
         metrics.watch_balances(wallet.balances)
         deliverer.start()
+        sweeper.start()
         logger.info("wallet service started", extra={"event": "startup", "db": wallet.dialect})
         try:
             yield
         finally:
+            sweeper.stop()
             deliverer.stop()
             wallet.close()
             logger.info("wallet service stopped", extra={"event": "shutdown"})
@@ -103,6 +112,7 @@ def create_app(
     app.include_router(router)
     app.include_router(rate_card_router)
     app.include_router(budget_router)
+    app.include_router(hold_router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.middleware("http")(_access_log)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
@@ -151,7 +161,8 @@ def create_app(
         bucket: Literal["hour", "day", "month"] = "day",
         tag: Annotated[str | None, Query(max_length=200)] = None,
     ) -> HTMLResponse:
-        """A read-only page: balance, usage by environment and tag over time, alerts."""
+        """A read-only page: balance, usage by environment and tag over time, budgets and
+        holds with what they refused, alerts."""
         wallet: WalletStore = request.app.state.store
         tag_key = printable(tag, "tag") if tag else _first_tag(wallet, tenant)
         page = render_dashboard(
@@ -163,6 +174,8 @@ def create_app(
             budgets=wallet.budgets(tenant.id),
             alerts=wallet.alerts(tenant.id, 10),
             bucket=bucket,
+            holds=wallet.holds(tenant.id),
+            refusals=wallet.refusals(tenant.id),
         )
         return HTMLResponse(page)
 

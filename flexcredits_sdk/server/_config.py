@@ -32,6 +32,8 @@ MAX_BODY_VARIABLE = "FLEXCREDITS_WALLET_MAX_BODY"
 WEBHOOK_INTERVAL_VARIABLE = "FLEXCREDITS_WEBHOOK_INTERVAL"
 #: Seconds before the first webhook retry; each further retry doubles it.
 WEBHOOK_BACKOFF_VARIABLE = "FLEXCREDITS_WEBHOOK_BACKOFF"
+#: Seconds between looks for expired holds, whose credit is then given back.
+HOLD_SWEEP_VARIABLE = "FLEXCREDITS_HOLD_SWEEP_INTERVAL"
 #: ``1`` (or ``true``) lets webhooks go to loopback, private and other non-public addresses.
 WEBHOOK_ALLOW_PRIVATE_VARIABLE = "FLEXCREDITS_WEBHOOK_ALLOW_PRIVATE"
 #: ``1`` (or ``true``) labels the balance metrics at ``/metrics`` with each tenant's name.
@@ -85,6 +87,8 @@ class ServerSettings:
         max_body_bytes: The largest request body accepted (413 above it), after gzip.
         webhook_interval_s: Seconds between looks for due webhook deliveries.
         webhook_backoff_s: Seconds before the first webhook retry, doubled after each.
+        hold_sweep_interval_s: Seconds between looks for expired holds, whose credit is then
+            given back.
         allow_private_webhooks: Whether webhooks may go to loopback, private, link-local and
             other non-public addresses (refused by default, when set and when delivered).
         log_level: The level of the JSON logs.
@@ -97,6 +101,7 @@ class ServerSettings:
     max_body_bytes: int = 16 * 1024 * 1024
     webhook_interval_s: Decimal = Decimal(1)
     webhook_backoff_s: Decimal = Decimal(5)
+    hold_sweep_interval_s: Decimal = Decimal(1)
     allow_private_webhooks: bool = False
     log_level: str = "INFO"
     metrics_tenant_label: bool = False
@@ -114,6 +119,11 @@ class ServerSettings:
         )
         object.__setattr__(
             self, "webhook_backoff_s", _seconds("webhook_backoff_s", self.webhook_backoff_s)
+        )
+        object.__setattr__(
+            self,
+            "hold_sweep_interval_s",
+            _seconds("hold_sweep_interval_s", self.hold_sweep_interval_s),
         )
         object.__setattr__(
             self,
@@ -143,6 +153,7 @@ class ServerSettings:
             ("max_body_bytes", MAX_BODY_VARIABLE),
             ("webhook_interval_s", WEBHOOK_INTERVAL_VARIABLE),
             ("webhook_backoff_s", WEBHOOK_BACKOFF_VARIABLE),
+            ("hold_sweep_interval_s", HOLD_SWEEP_VARIABLE),
             ("allow_private_webhooks", WEBHOOK_ALLOW_PRIVATE_VARIABLE),
             ("log_level", LOG_LEVEL_VARIABLE),
             ("metrics_tenant_label", METRICS_TENANT_LABEL_VARIABLE),
@@ -167,6 +178,7 @@ class ServerSettings:
             MAX_BODY_VARIABLE: str(self.max_body_bytes),
             WEBHOOK_INTERVAL_VARIABLE: str(self.webhook_interval_s),
             WEBHOOK_BACKOFF_VARIABLE: str(self.webhook_backoff_s),
+            HOLD_SWEEP_VARIABLE: str(self.hold_sweep_interval_s),
             LOG_LEVEL_VARIABLE: self.log_level,
         }
         if self.admin_key:

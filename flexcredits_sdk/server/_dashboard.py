@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from html import escape
 
-from .._models import Alert, Balance, BudgetInfo, UsageRow
+from .._models import Alert, Balance, HoldInfo, UsageRow
+from ._budgets import BudgetEntry
 
 __all__ = ["render_dashboard", "stacked_bars"]
 
 _PALETTE = ("#2563eb", "#f59e0b", "#10b981", "#ef4444", "#8b5cf6", "#0891b2", "#db2777", "#65a30d")
 _OTHER = "#9ca3af"
 _MAX_SERIES = len(_PALETTE)
+#: The most holds the page lists (a tenant with many agents may have many leases).
+_MAX_HOLDS = 20
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;
@@ -21,7 +24,7 @@ background:#f8fafc;color:#0f172a}
 header{background:#0f172a;color:#f8fafc;padding:16px 32px}
 header h1{margin:0;font-size:20px}header p{margin:4px 0 0;color:#94a3b8;font-size:13px}
 main{padding:24px 32px;display:grid;gap:24px;max-width:1100px}
-.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:16px}
+.cards{display:grid;grid-template-columns:repeat(5,1fr);gap:16px}
 .card,section{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:16px}
 .card .label{font-size:12px;color:#64748b;text-transform:uppercase;letter-spacing:.04em}
 .card .value{font-size:26px;font-weight:600;margin-top:6px}
@@ -127,18 +130,52 @@ def _alerts_table(alerts: Sequence[Alert]) -> str:
     return f"<table><tr><th>When</th><th>Kind</th><th>Alert</th></tr>{rows}</table>"
 
 
-def _budgets_table(budgets: Sequence[BudgetInfo]) -> str:
+def _refused(refusals: Mapping[str, tuple[int, int | Decimal]], scope: str) -> str:
+    count, credits = refusals.get(scope, (0, 0))
+    return f"{count} ({_fmt(credits)} credits)" if count else "0"
+
+
+def _budgets_table(
+    budgets: Sequence[BudgetEntry], refusals: Mapping[str, tuple[int, int | Decimal]]
+) -> str:
     if not budgets:
         return '<p class="empty">No budgets.</p>'
     rows = "".join(
         f"<tr><td>{escape(b.name)}</td><td>{escape(b.period or 'ever')}</td>"
         f"<td>{'hard' if b.hard else 'soft'}</td>"
-        f'<td class="num">{_fmt(b.spent)}</td><td class="num">{_fmt(b.limit)}</td></tr>'
+        f'<td class="num">{_fmt(b.spent)}</td><td class="num">{_fmt(b.held)}</td>'
+        f'<td class="num">{_fmt(b.limit)}</td>'
+        f'<td class="num">{_refused(refusals, b.id) if b.hard else "-"}</td></tr>'
         for b in budgets
     )
     return (
         '<table><tr><th>Budget</th><th>Period</th><th>Kind</th><th class="num">Spent</th>'
-        f'<th class="num">Limit</th></tr>{rows}</table>'
+        '<th class="num">Held</th><th class="num">Limit</th><th class="num">Holds refused</th>'
+        f"</tr>{rows}</table>"
+    )
+
+
+def _holds_table(
+    holds: Sequence[HoldInfo], refusals: Mapping[str, tuple[int, int | Decimal]]
+) -> str:
+    refused = (
+        f"<p>Holds refused for want of credits (overdraft denied): "
+        f"{_refused(refusals, 'balance')}.</p>"
+    )
+    if not holds:
+        return f'<p class="empty">No active holds.</p>{refused}'
+    shown = holds[:_MAX_HOLDS]
+    rows = "".join(
+        f"<tr><td><code>{escape(h.id)}</code></td>"
+        f"<td>{escape(', '.join(f'{k}={v}' for k, v in sorted(h.tags.items())) or 'any')}</td>"
+        f'<td class="num">{_fmt(h.remaining)}</td><td class="num">{_fmt(h.credits)}</td>'
+        f"<td>{h.expires_at.astimezone(_dt.UTC):%H:%M:%S} UTC</td></tr>"
+        for h in shown
+    )
+    more = f"<p>and {len(holds) - len(shown)} more.</p>" if len(holds) > len(shown) else ""
+    return (
+        '<table><tr><th>Hold</th><th>Tags</th><th class="num">Reserved</th>'
+        f'<th class="num">Of</th><th>Expires</th></tr>{rows}</table>{more}{refused}'
     )
 
 
@@ -149,13 +186,17 @@ def render_dashboard(
     by_environment: Sequence[UsageRow],
     by_tag: Sequence[UsageRow],
     tag_key: str | None,
-    budgets: Sequence[BudgetInfo],
+    budgets: Sequence[BudgetEntry],
     alerts: Sequence[Alert],
     bucket: str,
+    holds: Sequence[HoldInfo] = (),
+    refusals: Mapping[str, tuple[int, int | Decimal]] | None = None,
 ) -> str:
     """Return the dashboard page of one tenant as HTML."""
+    refusals = refusals or {}
     cards = [
         ("Balance (credits)", balance.credits),
+        ("Held (credits)", balance.held),
         ("Worth (USD)", balance.usd),
         ("Used (credits)", balance.used),
         ("Granted (credits)", balance.granted),
@@ -184,7 +225,8 @@ def render_dashboard(
         f"<section><h2>Credits by environment per {bucket}</h2>"
         f"{stacked_bars(by_environment, 'environment')}</section>"
         f"<section><h2>{tag_title}</h2>{tag_chart}</section>"
-        f"<section><h2>Budgets</h2>{_budgets_table(budgets)}</section>"
+        f"<section><h2>Budgets</h2>{_budgets_table(budgets, refusals)}</section>"
+        f"<section><h2>Holds</h2>{_holds_table(holds, refusals)}</section>"
         f"<section><h2>Recent alerts</h2>{_alerts_table(alerts)}</section>"
         "</main></body></html>"
     )

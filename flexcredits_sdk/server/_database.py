@@ -10,7 +10,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,10 +20,11 @@ from sqlalchemy.engine import Connection
 
 from .._exceptions import ConfigurationError
 from .._ledger import Ledger, Overdraft, Period, zone_of
-from .._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
+from .._models import Alert, Balance, BudgetInfo, GrantInfo, HoldInfo, UsageRow
 from .._pricing import RateCard, to_exact
 from .._records import UsageRecord, ns_to_datetime
 from .._usage import Bucket
+from . import _holds
 from ._budgets import BudgetEntry, nest
 from ._db import WRITE, make_engine
 from ._insert import insert_records
@@ -31,7 +32,7 @@ from ._keys import KEY_PREFIX, digest, new_key
 from ._ledgers import LedgerCache, change_ledger, read_ledger
 from ._queries import RecordQuery, select_records, usage
 from ._rate_cards import RateCardStore
-from ._schema import alerts, api_keys, migrate, tenants
+from ._schema import alerts, api_keys, holds, migrate, tenants
 
 __all__ = ["Tenant", "WalletStore"]
 
@@ -396,13 +397,118 @@ class WalletStore:
                 for row in rows
             ]
 
+    # --- holds --------------------------------------------------------------------------------
+
+    def spend_control(self, tenant_id: int) -> tuple[Overdraft, list[BudgetInfo]]:
+        """Return the tenant's overdraft policy and its hard budgets."""
+        now = self.clock()
+
+        def read(ledger: Ledger) -> tuple[Overdraft, list[BudgetInfo]]:
+            return ledger.overdraft, [b for b in ledger.budgets(now) if b.hard]
+
+        result: tuple[Overdraft, list[BudgetInfo]] = self._ask(tenant_id, read)
+        return result
+
+    def take_hold(
+        self,
+        tenant_id: int,
+        *,
+        hold_id: str,
+        credits: int | Decimal,
+        tags: dict[str, str],
+        ttl_ns: int,
+    ) -> tuple[HoldInfo, bool] | _holds.Refused:
+        """Reserve credits for actions carrying `tags` (see `_holds.take`).
+
+        Raises:
+            HoldConflict: A hold with this id exists with other credits or tags.
+        """
+        now = self.clock()
+        with self._write() as (conn, after):
+
+            def change(ledger: Ledger) -> tuple[Any, list[Alert]]:
+                taken = _holds.take(
+                    conn,
+                    tenant_id,
+                    ledger,
+                    hold_id=hold_id,
+                    credits=credits,
+                    tags=tags,
+                    ttl_ns=ttl_ns,
+                    now_ns=now,
+                )
+                return taken, []
+
+            result: tuple[HoldInfo, bool] | _holds.Refused = change_ledger(
+                conn, tenant_id, self._cache, self.rate_card, change, after
+            )
+            return result
+
+    def release_hold(self, tenant_id: int, hold_id: str) -> HoldInfo | None:
+        """Give back what a hold still reserves; return it (``None``: the tenant has none)."""
+        now = self.clock()
+        with self._write() as (conn, after):
+
+            def change(ledger: Ledger) -> tuple[HoldInfo | None, list[Alert]]:
+                return _holds.release(conn, tenant_id, ledger, hold_id, now), []
+
+            result: HoldInfo | None = change_ledger(
+                conn, tenant_id, self._cache, self.rate_card, change, after
+            )
+            return result
+
+    def hold(self, tenant_id: int, hold_id: str) -> HoldInfo | None:
+        """Return one of the tenant's holds, whatever its status (``None``: no such hold)."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(holds).where(holds.c.tenant_id == tenant_id, holds.c.id == hold_id)
+            ).first()
+        return None if row is None else _holds.hold_info(row)
+
+    def holds(self, tenant_id: int) -> list[HoldInfo]:
+        """Return the tenant's active holds, oldest first."""
+        now = self.clock()
+        with self._read() as conn:
+            return _holds.active(conn, tenant_id, now)
+
+    def refusals(self, tenant_id: int) -> dict[str, tuple[int, int | Decimal]]:
+        """Return the holds refused, by ``balance`` or budget id: how many, and their credits."""
+        with self._read() as conn:
+            return _holds.refusal_counts(conn, tenant_id)
+
+    def sweep_holds(self) -> int:
+        """Give back what every tenant's expired holds still reserve; return how many."""
+        now = self.clock()
+        with self._read() as conn:
+            due = _holds.due_tenants(conn, now)
+        swept = 0
+        for tenant_id in due:
+            with self._write() as (conn, after):
+
+                def change(ledger: Ledger) -> tuple[int, list[Alert]]:
+                    return _holds.sweep(conn, tenant_id, ledger, now), []  # noqa: B023
+
+                swept += change_ledger(conn, tenant_id, self._cache, self.rate_card, change, after)
+        return swept
+
+    def unknown_holds(self, tenant_id: int, hold_ids: set[str]) -> set[str]:
+        """Return those of `hold_ids` that name no hold of the tenant."""
+        with self._read() as conn:
+            return _holds.unknown(conn, tenant_id, hold_ids)
+
     # --- ingestion ----------------------------------------------------------------------------
 
-    def ingest(self, tenant_id: int, batch: Sequence[UsageRecord]) -> set[str]:
+    def ingest(
+        self,
+        tenant_id: int,
+        batch: Sequence[UsageRecord],
+        hold_ids: Mapping[str, str] | None = None,
+    ) -> set[str]:
         """Book each record of `batch` whose id the tenant has not booked; return their ids.
 
         The batch is one transaction: its new records are stored and charged together, or
-        (on any error) not at all.
+        (on any error) not at all. `hold_ids` names, by record id, the hold a record settles
+        against: its credits come out of that hold's reservation as they are debited.
         """
         now = self.clock()
         with self._write() as (conn, after):
@@ -416,8 +522,13 @@ class WalletStore:
                     if r.id in fresh:
                         fresh.discard(r.id)
                         added.append(r)
+                held = hold_ids or {}
+                charges = [(held[r.id], r.credits) for r in added if r.id in held]
 
                 def change(ledger: Ledger) -> tuple[None, list[Alert]]:
+                    if charges:
+                        _holds.sweep(conn, tenant_id, ledger, now)
+                        _holds.settle(conn, tenant_id, ledger, charges)
                     return None, ledger.book_many(added, now)
 
                 change_ledger(conn, tenant_id, self._cache, self.rate_card, change, after)

@@ -135,6 +135,7 @@ def ingest_batch(store: WalletStore, tenant: Tenant, body: bytes) -> tuple[int, 
     claims: dict[str, Any] = {}  # id -> the credits claimed, where the service's price differs
     reasons: dict[int, str] = {}
     nul = b"\\u0000" in body  # JSON can carry a NUL only escaped
+    hold_ids: dict[str, str] = {}  # record id -> the hold it settles against
     for index, model in enumerate(batch.records):
         checked = _check(model, nul)
         priced = checked if isinstance(checked, str) else _price(checked, pricer, now)
@@ -145,6 +146,13 @@ def ingest_batch(store: WalletStore, tenant: Tenant, body: bytes) -> tuple[int, 
             records.append(record)
             if claimed is not None:
                 claims.setdefault(record.id, (record.credits, claimed))
+            if model.hold_id is not None:
+                hold_ids.setdefault(record.id, model.hold_id)
+    if hold_ids:
+        unknown = store.unknown_holds(tenant.id, set(hold_ids.values()))
+        for index, model in enumerate(batch.records):
+            if model.hold_id in unknown and index not in reasons:
+                reasons[index] = f"hold_id: the tenant has no hold {model.hold_id!r}"
     if reasons:
         return 422, _answer(
             [
@@ -158,7 +166,7 @@ def ingest_batch(store: WalletStore, tenant: Tenant, body: bytes) -> tuple[int, 
         "batch received",
         extra={"event": "ingest.start", "tenant": tenant.name, "records": len(records)},
     )
-    inserted = store.ingest(tenant.id, records)
+    inserted = store.ingest(tenant.id, records, hold_ids)
     results: list[dict[str, Any]] = []
     fresh = set(inserted)
     for record in records:

@@ -110,6 +110,22 @@ class ServiceMetrics:
             ["result"],
             registry=own,
         )
+        self.holds = Counter(
+            "flexcredits_wallet_holds",
+            "Hold requests and ends, by result: granted, repeated (same id again), "
+            "refused_balance, refused_budget, released, expired.",
+            ["result"],
+            registry=own,
+        )
+        for result in (
+            "granted",
+            "repeated",
+            "refused_balance",
+            "refused_budget",
+            "released",
+            "expired",
+        ):
+            self.holds.labels(result)
         for result in ("accepted", "duplicate", "rejected", "not_booked"):
             self.records.labels(result)
         for result in ("delivered", "retry", "failed"):

@@ -135,6 +135,34 @@ rate_cards = sa.Table(
     sa.UniqueConstraint("tenant_id", "effective_ns", name="rate_cards_version"),
 )
 
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("tenant_id", sa.Integer, primary_key=True),
+    # The client's idempotency key, or one the service made (version 5).
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("nano_credits", sa.BigInteger, nullable=False),
+    sa.Column("nano_remaining", sa.BigInteger, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),  # JSON object
+    sa.Column("budgets", sa.Text, nullable=False),  # JSON list of the hard budgets' ids
+    sa.Column("status", sa.String(8), nullable=False),  # active, released, expired
+    sa.Column("created_ns", sa.BigInteger, nullable=False),
+    sa.Column("expires_ns", sa.BigInteger, nullable=False),
+    sa.Index("holds_due", "status", "expires_ns"),
+    sa.Index("holds_active", "tenant_id", "status"),
+)
+
+refusals = sa.Table(
+    "refusals",
+    metadata,
+    sa.Column("tenant_id", sa.Integer, primary_key=True),
+    # ``balance`` (insufficient credits) or the id of the hard budget that refused (version 5).
+    sa.Column("scope", sa.String(64), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("nano_credits", sa.BigInteger, nullable=False),
+    sa.Column("last_ns", sa.BigInteger, nullable=False),
+)
+
 _versions = sa.Table(
     "schema_migrations",
     sa.MetaData(),
@@ -173,12 +201,19 @@ def _tenant_time_zones(conn: Connection) -> None:
         )
 
 
+def _holds(conn: Connection) -> None:
+    """Holds of credits for actions about to run, and the count of holds refused."""
+    holds.create(conn, checkfirst=True)
+    refusals.create(conn, checkfirst=True)
+
+
 #: Every migration, in order: (version, name, function).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "tenants, keys, records, alerts and webhook deliveries", _initial),
     (2, "low-balance alerts carry watch_id", _alert_watch_ids),
     (3, "rate cards of tenants, versioned by effective time", _rate_cards),
     (4, "tenants have a time zone for budget periods", _tenant_time_zones),
+    (5, "holds and the holds refused", _holds),
 ]
 
 #: Any 64-bit number, the same in every server process: the advisory lock of migrations.
