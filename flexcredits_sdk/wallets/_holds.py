@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, ItemsView
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -80,10 +80,10 @@ class LeaseSettings:
     @classmethod
     def names(cls) -> frozenset[str]:
         """Return the names of the settings."""
-        return frozenset(field.name for field in fields(cls))
+        return frozenset(each.name for each in fields(cls))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: a tuple of them is a lease's key
 class Budget:
     """A hard budget of the policy; an action matches it when it carries all its tags."""
 
@@ -99,10 +99,10 @@ class Policy:
     deny: bool
     budgets: tuple[Budget, ...]
     max_ttl: float
+    needed: bool = field(init=False)  # read on every action: a field, not a property
 
-    @property
-    def needed(self) -> bool:
-        return self.deny or bool(self.budgets)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needed", self.deny or bool(self.budgets))
 
 
 #: No action needs a hold (a service without spend control, or one that cannot be asked).

@@ -22,6 +22,7 @@ import math
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -51,7 +52,6 @@ class _Lease:
     """One hold and what this process drew from it (guarded by `Leases._lock`)."""
 
     __slots__ = (
-        "burned",
         "created",
         "credits",
         "expires",
@@ -65,7 +65,7 @@ class _Lease:
     )
 
     def __init__(
-        self, key: tuple[str, ...], info: HoldInfo, tags: dict[str, str], now: float, ttl: float
+        self, key: tuple[Budget, ...], info: HoldInfo, tags: dict[str, str], now: float, ttl: float
     ) -> None:
         self.key = key
         self.hold_id = info.id
@@ -73,20 +73,15 @@ class _Lease:
         self.credits: int | Decimal = info.credits
         self.remaining: int | Decimal = info.remaining
         self.pending = 0  # actions authorized from it whose records were not submitted yet
-        self.burned: int | Decimal = 0
         self.created = self.used_at = now
         self.usable_until = now + ttl * _USABLE
         self.expires = now + ttl
 
 
-class _Ticket:
-    """What `authorize` returns and `submit` gets back: the lease and what was drawn."""
-
-    __slots__ = ("credits", "lease")
-
-    def __init__(self, lease: _Lease, credits: int | Decimal) -> None:
-        self.lease = lease
-        self.credits = credits
+#: What `authorize` returns and `submit` gets back: the lease and the credits drawn on it.
+_Ticket = tuple[_Lease, int | Decimal]
+#: The budgets an action matches (the policy's own objects, hashed by identity): a lease's key.
+_Key = tuple[Budget, ...]
 
 
 class Leases:
@@ -134,10 +129,11 @@ class Leases:
     def _fresh(self) -> None:
         """Start with no leases (at first, and in a forked child)."""
         self._lock = threading.Lock()
-        self._current: dict[tuple[str, ...], _Lease] = {}
+        self._current: dict[_Key, _Lease] = {}
         self._retired: list[_Lease] = []  # replaced, to give back once their records are sent
-        self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
-        self._rates: dict[tuple[str, ...], float] = {}  # credits per second, by key
+        self._settled: deque[_Lease] = deque()  # a lease per record submitted, for `_drain`
+        self._key_locks: dict[_Key, threading.Lock] = {}
+        self._rates: dict[tuple[str, ...], float] = {}  # credits per second, by budget ids
         self._wake = threading.Event()
         self._reaper: threading.Thread | None = None
         self._stopping = False
@@ -196,70 +192,66 @@ class Leases:
         if self._off:
             return None
         now = self._clock()
+        if now >= self._policy_due:  # also while the policy is unknown
+            self._refresh(now)
         policy = self._policy
-        if policy is None or now >= self._policy_due:
-            policy = self._refresh(now)
-        if not policy.needed:
+        if policy is None or not policy.needed or not credits:
             return None
-        matched: tuple[Budget, ...] = ()
+        key: _Key = ()
         if policy.budgets:
             items = tags.items()
-            matched = tuple(b for b in policy.budgets if b.items <= items)
-            if not matched and not policy.deny:
+            key = tuple([b for b in policy.budgets if b.items <= items])
+            if not key and not policy.deny:
                 return None
-        key = tuple(b.id for b in matched)
         if self._per_action:
-            return self._single(action, credits, key, matched, policy)
+            return self._single(action, credits, key, policy)
         with self._lock:
             lease = self._current.get(key)
             if lease is not None and lease.remaining >= credits and now < lease.usable_until:
                 lease.remaining -= credits
-                lease.burned += credits
                 lease.pending += 1
                 lease.used_at = now
-                return _Ticket(lease, credits)
-        return self._renew(action, credits, key, matched, policy)
+                return lease, credits
+        return self._renew(action, credits, key, policy)
 
     def settle(self, record: UsageRecord, ticket: _Ticket) -> tuple[Any, ...]:
         """Return `record` with its hold's id, for the exporter; count its real credits."""
-        lease = ticket.lease
-        more = record[4] - ticket.credits  # the units may change while the body runs
-        with self._lock:
-            lease.pending -= 1
-            if more:
+        lease, drawn = ticket
+        more = record[4] - drawn  # the units may change while the body runs
+        if more or self._per_action:
+            with self._lock:
+                lease.pending -= 1
                 lease.remaining -= more
-                lease.burned += more
-            if self._per_action and lease.remaining > 0:  # failed, or fewer units
-                self._retired.append(lease)
-                self._start_reaper()
-        return (*record, lease.hold_id)
+                if self._per_action and lease.remaining > 0:  # failed, or fewer units
+                    self._retired.append(lease)
+                    self._start_reaper()
+        else:
+            self._settled.append(lease)  # no lock: counted out of `pending` by `_drain`
+        return record + (lease.hold_id,)  # noqa: RUF005 - a third of the time of (*record, id)
 
     def _single(
         self,
         action: str,
         credits: int | Decimal,
-        key: tuple[str, ...],
-        matched: tuple[Budget, ...],
+        key: _Key,
         policy: Policy,
     ) -> _Ticket | None:
         """``lease="per_action"``: a hold of exactly `credits`, settled by the record."""
-        tags = _union(matched)
         try:
-            lease = self._hold(key, credits, tags, policy)
+            lease = self._hold(key, credits, policy)
         except Refused as refused:
-            raise self._refusal(action, credits, refused.answer, matched) from None
+            raise self._refusal(action, credits, refused.answer, key) from None
         if lease is None:
             return None
         lease.remaining -= credits
         lease.pending = 1
-        return _Ticket(lease, credits)
+        return lease, credits
 
     def _renew(
         self,
         action: str,
         credits: int | Decimal,
-        key: tuple[str, ...],
-        matched: tuple[Budget, ...],
+        key: _Key,
         policy: Policy,
     ) -> _Ticket | None:
         """Take a new block for `key` (one thread per key; the others wait and draw on it)."""
@@ -270,62 +262,67 @@ class Leases:
                 old = self._current.get(key)
                 if old is not None and old.remaining >= credits and now < old.usable_until:
                     old.remaining -= credits
-                    old.burned += credits
                     old.pending += 1
                     old.used_at = now
-                    return _Ticket(old, credits)
+                    return old, credits
             size = self._block(key, credits, old, now)
-            tags = _union(matched)
             try:
                 try:
-                    lease = self._hold(key, size, tags, policy)
+                    lease = self._hold(key, size, policy)
                 except Refused as block:
                     if size == credits:
                         raise
                     # what the service said is left, in whole actions, or this action alone
                     fits = block.answer.refusal.available // credits if credits else 0
-                    lease = self._hold(
-                        key, credits * max(1, min(fits, size // credits)), tags, policy
-                    )
+                    lease = self._hold(key, credits * max(1, min(fits, size // credits)), policy)
             except Refused as refused:
                 answer = refused.answer
                 if self._reclaim():  # idle credit of this process may be what is missing
                     try:
-                        lease = self._hold(key, credits, tags, policy)
+                        lease = self._hold(key, credits, policy)
                     except Refused as again:
                         answer = again.answer
                         lease = None
                     if lease is not None:
                         return self._install(key, lease, credits)
-                raise self._refusal(action, credits, answer, matched) from None
+                raise self._refusal(action, credits, answer, key) from None
             if lease is None:
                 return None
             return self._install(key, lease, credits)
 
-    def _install(self, key: tuple[str, ...], lease: _Lease, credits: int | Decimal) -> _Ticket:
+    def _install(self, key: _Key, lease: _Lease, credits: int | Decimal) -> _Ticket:
         with self._lock:
+            self._drain()  # so what waits there is at most about a block's actions
             old = self._current.get(key)
             self._current[key] = lease
             if old is not None:
                 self._retired.append(old)
             lease.remaining -= credits
-            lease.burned += credits
             lease.pending += 1
         self._start_reaper()
-        return _Ticket(lease, credits)
+        return lease, credits
+
+    def _drain(self) -> None:
+        """Count the records submitted since the last time out of their leases' `pending`
+        (under `_lock`)."""
+        settled = self._settled
+        while settled:
+            settled.popleft().pending -= 1
 
     def _block(
-        self, key: tuple[str, ...], credits: int | Decimal, old: _Lease | None, now: float
+        self, key: _Key, credits: int | Decimal, old: _Lease | None, now: float
     ) -> int | Decimal:
         """Return the size of a new block: about a second of the key's burn rate, a whole
         number of `credits`, at least `credits` and at most `lease_max_credits` (unless one
         action costs more)."""
-        rate = self._rates.get(key, 0.0)
+        ids = tuple(b.id for b in key)  # the same after the policy is fetched again
+        rate = self._rates.get(ids, 0.0)
         if old is not None:
-            measured = float(old.burned) / max(now - old.created, _MIN_WINDOW)
+            burned = old.credits - old.remaining
+            measured = float(burned) / max(now - old.created, _MIN_WINDOW)
             # follow a rise at once, a fall by halves
             rate = measured if measured >= rate else (rate + measured) / 2
-            self._rates[key] = rate
+            self._rates[ids] = rate
         if not credits:
             return credits
         actions = max(1, math.ceil(rate * _BLOCK_SECONDS / float(credits)))
@@ -358,15 +355,14 @@ class Leases:
 
     # --- the requests -------------------------------------------------------------------------
 
-    def _hold(
-        self, key: tuple[str, ...], credits: int | Decimal, tags: dict[str, str], policy: Policy
-    ) -> _Lease | None:
+    def _hold(self, key: _Key, credits: int | Decimal, policy: Policy) -> _Lease | None:
         """Take a hold of `credits` as a lease for `key`; ``None`` when none can be had.
 
         Raises:
             Refused: The service refused it.
         """
         ttl = min(float(self.settings.lease_ttl), policy.max_ttl)
+        tags = _union(key)
         start = self._clock()
         info = self._client.take(credits, tags, ttl)
         return None if info is None else _Lease(key, info, tags, start, ttl)
@@ -401,6 +397,7 @@ class Leases:
         idle = self.settings.lease_idle
         due: list[_Lease] = []
         with self._lock:
+            self._drain()
             for key, lease in list(self._current.items()):
                 if now >= lease.expires:
                     del self._current[key]
@@ -492,7 +489,7 @@ class Leases:
         with self._lock:
             return [
                 {
-                    "budgets": list(lease.key),
+                    "budgets": [budget.id for budget in lease.key],
                     "tags": dict(lease.tags),
                     "hold_id": lease.hold_id,
                     "credits": lease.credits,
