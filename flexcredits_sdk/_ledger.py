@@ -608,6 +608,20 @@ class Ledger:
             budget.held += credits
         return Hold(credits, tuple(b.id for b in matched))
 
+    def room(self, tags: Mapping[str, str], now_ns: int) -> Amount | None:
+        """Return the most credits `authorize` would reserve now for an action carrying
+        `tags`: what the balance (less holds) and every hard budget they match have left;
+        ``None`` when nothing limits it."""
+        room: Amount | None = None
+        if self.overdraft == "deny":
+            room = max(self.credits(now_ns) - self._held, 0)
+        for budget in self._budgets:
+            if budget.hard and budget.matches(tags):
+                budget.roll(now_ns, self._zone)
+                left = max(budget.limit - budget.spent - budget.held, 0)
+                room = left if room is None else min(room, left)
+        return room
+
     def release(self, hold: Hold, credits: Amount | None = None) -> Amount:
         """Give back what `hold` reserves, or only `credits` of it (idempotent).
 

@@ -240,8 +240,9 @@ class Refusal(_Model):
 
     Attributes:
         credits: The credits asked for.
-        available: What the balance leaves for new holds: the balance less every active hold
-            (with overdraft denied), or what the budget has left (``budget_exceeded``).
+        available: The most a hold for these tags could reserve now: what the balance less
+            every active hold (with overdraft denied) and every hard budget the tags match have
+            left, the least of them.
         held: The credits every active hold of the tenant reserves (leases of other
             processes among them).
         budget: The hard budget that refused, for ``budget_exceeded``.

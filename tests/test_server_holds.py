@@ -216,3 +216,20 @@ def test_holds_are_counted_in_the_metrics(server: ServerProcess) -> None:
     assert float(granted[0].split()[-1]) >= 1
     assert refused
     assert float(refused[0].split()[-1]) >= 1
+
+
+def test_a_refusal_says_the_most_a_hold_could_have_now(server: ServerProcess) -> None:
+    client = tenant(server, overdraft="deny")
+    answer = client.post(
+        "/v1/budgets", json={"credits": 60, "tags": {"department": "service"}, "hard": True}
+    )
+    assert answer.status_code == 200, answer.text
+    service = {"department": "service"}
+    over_budget = hold(client, 80, tags=service).json()
+    assert over_budget["error"]["code"] == "budget_exceeded"
+    assert over_budget["refusal"]["available"] == 60  # the budget's room, under the balance's
+    over_balance = hold(client, 200, tags=service).json()
+    assert over_balance["error"]["code"] == "insufficient_credits"
+    assert over_balance["refusal"]["available"] == 60  # the budget would refuse 100 too
+    assert hold(client, 200, tags={"department": "sales"}).json()["refusal"]["available"] == 100
+    assert hold(client, 60, tags=service).status_code == 201  # exactly the room it named

@@ -144,7 +144,7 @@ def take(
             f"{credits} credits asked, but the balance less active holds is {exc.balance} "
             f"(holds reserve {ledger.held}) and the tenant denies overdraft",
             credits,
-            exc.balance,
+            ledger.room(tags, now_ns) or 0,
             ledger.held,
             None,
         )
@@ -157,7 +157,7 @@ def take(
             f"{credits} credits asked, but hard budget {budget.id!r} ({budget.name}) has {left} "
             f"of {budget.limit} left this period (holds reserve {exc.budget.held} of it)",
             credits,
-            left,
+            ledger.room(tags, now_ns) or 0,
             ledger.held,
             budget,
         )
