@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import logging
 import os
@@ -16,10 +17,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from server_fixtures import ServerProcess, pg_cluster, server
 
 import flexcredits_sdk as fc
 from flexcredits_sdk import BudgetExceeded, ConfigurationError, InsufficientCredits
 from flexcredits_sdk.wallets import AsyncHttpWallet, HttpWallet
+
+__all__ = ["pg_cluster", "server"]
 
 URL = "https://wallet.test"
 
@@ -235,6 +239,11 @@ class Agent:
     def act(self, units: int = 1, **tags: str) -> None:
         with self.meter.action("answer", tags={**self.tags, **tags}, units=units):
             self.ran += 1
+
+    def until_refused(self, **tags: str) -> None:
+        """Act until the wallet refuses."""
+        while not self.run(1, **tags):
+            pass
 
     def run(self, times: int, **tags: str) -> int:
         """Act up to `times` times; return how many were refused."""
@@ -679,3 +688,118 @@ async def test_the_async_wallet_authorizes_too(service: FakeService, clock: Cloc
         assert service.balance == 0
     finally:
         await wallet.ashutdown(timeout=5)
+
+
+# --- a real wallet service on loopback (SQLite and PostgreSQL) ----------------------------------
+
+_tenants = itertools.count(1)
+
+
+def live_wallet(server: ServerProcess, credits: int, tmp_path: Any, **tenant: Any) -> Any:
+    """Return a new tenant's client and a function making its wallets (each shut down by the
+    caller)."""
+    name = f"lease{next(_tenants)}"
+    key = server.tenant(name, **tenant)
+    server.grant(name, credits)
+
+    def wallet(**options: Any) -> HttpWallet:
+        options.setdefault("outbox_dir", tmp_path)
+        return HttpWallet(server.url, key, **options)
+
+    return server.client(key), wallet
+
+
+@pytest.mark.parametrize("lease", ["auto", "per_action"])
+def test_a_tenant_that_denies_overdraft_runs_exactly_what_it_can_pay(
+    server: ServerProcess, tmp_path: Any, lease: str
+) -> None:
+    client, make_wallet = live_wallet(server, 100, tmp_path, overdraft="deny")
+    wallet = make_wallet(lease=lease)
+    try:
+        agent = Agent(wallet)
+        assert agent.run(5) == 0
+        with pytest.raises(InsufficientCredits) as info:
+            agent.act()
+        assert agent.ran == 5  # the sixth body never ran
+        assert info.value.balance <= 0
+        assert wallet.flush(10)
+    finally:
+        wallet.shutdown(5)
+    answer = client.get("/v1/balance").json()
+    assert (answer["credits"], answer["held"]) == (0, 0)
+    holds = client.get("/v1/holds").json()["holds"]  # the active ones
+    assert [h["remaining"] for h in holds] == [0] * len(holds)  # settled, or given back
+    if lease == "per_action":
+        assert len(holds) == 5
+
+
+def test_a_hard_budget_on_the_service_refuses_its_actions_only(
+    server: ServerProcess, tmp_path: Any
+) -> None:
+    client, make_wallet = live_wallet(server, 1_000, tmp_path)
+    response = client.post(
+        "/v1/budgets", json={"credits": 100, "tags": {"department": "service"}, "hard": True}
+    )
+    assert response.status_code in (200, 201), response.text
+    wallet = make_wallet()
+    try:
+        agent = Agent(wallet)
+        assert agent.run(8, department="service", agent="triage") == 3
+        assert agent.run(4, department="sales") == 0
+        with pytest.raises(BudgetExceeded, match="department=service"):
+            agent.act(department="service")
+        assert agent.ran == 9
+        assert wallet.flush(10)
+    finally:
+        wallet.shutdown(5)
+    budgets = client.get("/v1/budgets").json()["budgets"]
+    assert [(b["spent"], b["held"]) for b in budgets] == [(100, 0)]
+    assert client.get("/v1/balance").json()["credits"] == 1_000 - 180
+
+
+def test_a_refusal_names_what_another_process_holds(server: ServerProcess, tmp_path: Any) -> None:
+    _, make_wallet = live_wallet(server, 100, tmp_path, overdraft="deny")
+    first = make_wallet(lease_max_credits=100)
+    second = make_wallet()
+    try:
+        Agent(first).run(2)  # the second block takes what is left: 80, one action of it drawn
+        held = first.stats()["leases"]["held"]
+        assert held == 60
+        other = Agent(second)
+        with pytest.raises(InsufficientCredits) as info:
+            other.act()
+        assert info.value.held_elsewhere is not None
+        assert info.value.held_elsewhere >= held
+        assert "other holders (leases of other processes) reserve" in str(info.value)
+        assert first.flush(10)  # gives its lease back
+        assert other.run(3) == 0
+    finally:
+        first.shutdown(5)
+        second.shutdown(5)
+
+
+def test_threads_of_two_processes_never_run_more_than_the_tenant_can_pay(
+    server: ServerProcess, tmp_path: Any
+) -> None:
+    client, make_wallet = live_wallet(server, 400, tmp_path, overdraft="deny")
+    wallets = [make_wallet(lease_max_credits=100) for _ in range(2)]
+    try:
+        agents = [Agent(wallet) for wallet in wallets]
+        threads = [
+            threading.Thread(target=agent.until_refused) for agent in agents for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(agent.ran for agent in agents) <= 20
+        for wallet in wallets:  # what one holds and did not use goes back ...
+            assert wallet.flush(10)
+        agents[0].until_refused()  # ... and is spent by the other
+        assert sum(agent.ran for agent in agents) == 20
+        assert wallets[0].flush(10)
+    finally:
+        for wallet in wallets:
+            wallet.shutdown(5)
+    answer = client.get("/v1/balance").json()
+    assert (answer["credits"], answer["held"]) == (0, 0)
