@@ -61,3 +61,38 @@ def test_records_paging_reads_back_every_record() -> None:
     assert "12,000 records booked" in out
     assert "read 12,000 records back in pages of 5,000" in out
     assert "server RSS before the listing" in out
+
+
+def test_authorize_prints_cost_round_trips_and_holds_per_second() -> None:
+    out = _run(
+        "authorize.py",
+        *("--calls", "300", "--rounds", "1", "--passes", "1"),
+        *("--actions", "400", "--warmup", "200", "--hold-threads", "2", "--hold-seconds", "0.3"),
+        *("--pg-workers", "1"),
+    )
+    lines = out.splitlines()
+    assert sum(line.startswith(("load at start:", "load at end:")) for line in lines) == 2
+    assert "load average" in lines[0]
+    assert "load average" in lines[-1]
+    assert "1. caller's cost per action, through the exporter" in out
+    for row in ("bare call", "OTel span", "no auth (A)", "leased (B)"):
+        words = len(row.split())
+        found = [line.split() for line in lines if line.split()[:words] == row.split()]
+        assert len(found) == 1, (row, found)
+        assert found[0][words:][1::2] == ["ns"] * 4, found
+    ratio = next(line for line in lines if "leased/no-auth:" in line)
+    assert float(ratio.split("leased/no-auth: ")[1].split()[0]) > 0
+    assert "target: leased/no-auth <= 1.5" in out
+    trips = [line for line in lines if "per 1,000 actions (holds" in line]
+    assert [line.split(":")[0].strip() for line in trips] == ["1 thread", "4 threads"]
+    assert all("in 400 actions after 200 of warm-up" in line for line in trips)
+    assert "target: <= 20 per 1,000 actions" in out
+    assert "3. holds granted per second: 2 client threads" in out
+    sqlite = next(line.split() for line in lines if line.strip().startswith("sqlite (1 process)"))
+    assert int(sqlite[3].replace(",", "")) > 0  # holds granted
+    postgresql = next(line for line in lines if line.strip().startswith("postgresql"))
+    if os.environ.get("CI"):  # CI installs PostgreSQL; only a machine without it may say so
+        assert "not measured" not in postgresql, postgresql
+    if "not measured" not in postgresql:
+        assert postgresql.split()[:3] == ["postgresql", "(1", "process)"]
+        assert int(postgresql.split()[3].replace(",", "")) > 0
