@@ -89,7 +89,8 @@ def test_sigkill_and_restart_lose_nothing_and_book_nothing_twice(db_url: str) ->
 
 
 class _AnswerDroppingProxy:
-    """A TCP proxy that withholds the server's answer to the first request it forwards."""
+    """A TCP proxy that withholds the server's answers on the connection of the first batch
+    (``POST /v1/records``) it forwards, from that batch on."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -97,6 +98,7 @@ class _AnswerDroppingProxy:
         self.port = self.listener.getsockname()[1]
         self.forwarded = 0
         self.withheld = threading.Event()
+        self._batch_seen = False
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._acceptor = threading.Thread(target=self._accept, daemon=True)
@@ -109,20 +111,25 @@ class _AnswerDroppingProxy:
             except OSError:
                 return
             self.forwarded += 1
-            drop = self.forwarded == 1
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self._sockets += [client, upstream]
+            dropping: list[bool] = []  # set once this connection carries the first batch
             for src, dst, is_answer in ((client, upstream, False), (upstream, client, True)):
                 t = threading.Thread(
-                    target=self._pipe, args=(src, dst, drop and is_answer), daemon=True
+                    target=self._pipe, args=(src, dst, dropping, is_answer), daemon=True
                 )
                 t.start()
                 self._threads.append(t)
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, withhold: bool) -> None:
+    def _pipe(
+        self, src: socket.socket, dst: socket.socket, dropping: list[bool], is_answer: bool
+    ) -> None:
         try:
             while data := src.recv(65536):
-                if withhold:
+                if not is_answer and not self._batch_seen and data.startswith(b"POST /v1/records"):
+                    self._batch_seen = True  # before it is forwarded: its answer comes after
+                    dropping.append(True)
+                if is_answer and dropping:
                     self.withheld.set()  # the server answered: it has committed
                     continue
                 dst.sendall(data)
