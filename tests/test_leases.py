@@ -56,7 +56,8 @@ class FakeService:
         self.events: list[tuple[Any, ...]] = []
         self.records: list[dict[str, Any]] = []
         self.policy_status = 200
-        self.hold_faults: list[Any] = []  # an exception to raise or a status, per hold request
+        #: Per hold request: an exception to raise, an answer or a status; None: no fault.
+        self.hold_faults: list[Any] = []
         self.hold_delay = 0.0
         self.in_flight = self.most_in_flight = 0
         self._lock = threading.Lock()
@@ -110,7 +111,10 @@ class FakeService:
             fault = self.hold_faults.pop(0)
             if isinstance(fault, Exception):
                 raise fault
-            return httpx.Response(fault)
+            if isinstance(fault, httpx.Response):
+                return fault
+            if fault is not None:
+                return httpx.Response(fault)
         if body["id"] in self.holds:
             return httpx.Response(200, json=self._info(self.holds[body["id"]]))
         credits, tags = body["credits"], body["tags"]
@@ -434,6 +438,22 @@ def test_a_refused_block_falls_back_to_what_is_left_then_to_the_action_alone(
     assert sizes[2] == 40
     assert sizes[3] > 20
     assert sizes[4] == 20
+
+
+def test_when_what_is_left_went_meanwhile_the_action_alone_is_asked_for(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.balance = 80
+    wallet = make()
+    agent = Agent(wallet)
+    agent.run(1)
+    raced = service._refused("insufficient_credits", 60, 20, None)  # another process took 40
+    service.hold_faults = [None, raced]
+    assert agent.run(1) == 0
+    sizes = service.hold_requests()
+    assert sizes[0] == 20
+    assert sizes[1] > 60  # the block, refused: 60 are left
+    assert sizes[2:] == [60, 20]  # refused meanwhile, then the action alone
 
 
 def test_a_refusal_comes_before_the_body_and_names_what_others_hold(

@@ -265,16 +265,8 @@ class Leases:
                     old.pending += 1
                     old.used_at = now
                     return old, credits
-            size = self._block(key, credits, old, now)
             try:
-                try:
-                    lease = self._hold(key, size, policy)
-                except Refused as block:
-                    if size == credits:
-                        raise
-                    # what the service said is left, in whole actions, or this action alone
-                    fits = block.answer.refusal.available // credits if credits else 0
-                    lease = self._hold(key, credits * max(1, min(fits, size // credits)), policy)
+                lease = self._take(key, self._block(key, credits, old, now), credits, policy)
             except Refused as refused:
                 answer = refused.answer
                 if self._reclaim():  # idle credit of this process may be what is missing
@@ -289,6 +281,29 @@ class Leases:
             if lease is None:
                 return None
             return self._install(key, lease, credits)
+
+    def _take(
+        self, key: _Key, size: int | Decimal, credits: int | Decimal, policy: Policy
+    ) -> _Lease | None:
+        """Ask for a block of `size`; when refused, for what the refusal says is left (in
+        whole actions), then for this action alone.
+
+        Raises:
+            Refused: The last request was refused.
+        """
+        try:
+            return self._hold(key, size, policy)
+        except Refused as refused:
+            if size == credits:
+                raise
+            left = refused.answer.refusal.available // credits
+            fits = credits * max(1, min(left, size // credits))
+        if credits < fits < size:
+            try:
+                return self._hold(key, fits, policy)
+            except Refused:
+                pass
+        return self._hold(key, credits, policy)
 
     def _install(self, key: _Key, lease: _Lease, credits: int | Decimal) -> _Ticket:
         with self._lock:
