@@ -54,6 +54,7 @@ class FakeService:
         self.budgets: list[dict[str, Any]] = []
         self.holds: dict[str, dict[str, Any]] = {}
         self.events: list[tuple[Any, ...]] = []
+        self.hold_threads: list[str] = []  # the thread that asked for each hold
         self.records: list[dict[str, Any]] = []
         self.policy_status = 200
         #: Per hold request: an exception to raise, an answer or a status; None: no fault.
@@ -93,6 +94,7 @@ class FakeService:
 
     def hold(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
+        self.hold_threads.append(threading.current_thread().name)
         with self._lock:
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -401,13 +403,34 @@ def test_actions_draw_on_a_lease_and_records_carry_its_id(
     agent.run(1)
     clock.advance(0.5)
     agent.run(1)
-    assert service.hold_requests() == [20, 40, 40]
+    # The third block is asked for in the background as soon as the second falls to half,
+    # right after an action drew on it: 40 credits in 0.5 s read as 80 a second.
+    assert service.hold_requests() == [20, 40, 80]
     [lease] = wallet.leases()
-    assert (lease["credits"], lease["remaining"], lease["budgets"]) == (40, 20, [])
+    assert (lease["credits"], lease["remaining"], lease["budgets"]) == (80, 60, [])
     wallet.flush()
     holds = [event[2] for event in service.events if event[0] == "hold"]
     assert [r["hold_id"] for r in service.records] == [holds[0], holds[1], holds[1], holds[2]]
     assert service.balance == 10_000 - 80
+
+
+def test_the_next_block_is_taken_in_the_background_before_the_lease_runs_out(
+    service: FakeService, make: Callable[..., HttpWallet]
+) -> None:
+    service.hold_delay = 0.005
+    wallet = make(lease_max_credits=400)
+    agent = Agent(wallet)
+    for _ in range(200):  # an action every millisecond: blocks of 400 last 20 ms
+        agent.act()
+        time.sleep(0.001)
+    assert agent.ran == 200
+    asked = service.hold_threads
+    assert asked[0] == threading.current_thread().name  # the first block: nothing to go on
+    behind = [name for name in asked[1:] if name != "flexcredits-lease-refill"]
+    assert len(behind) <= 2, asked  # the others were there before the actions needed them
+    assert len(asked) <= 20  # 4,000 credits in blocks that grow to 400: no block wasted
+    wallet.flush()
+    assert service.held() == 0
 
 
 def test_a_block_is_at_most_lease_max_credits(
@@ -431,13 +454,16 @@ def test_a_refused_block_falls_back_to_what_is_left_then_to_the_action_alone(
     agent = Agent(wallet)
     assert agent.run(4) == 1
     assert agent.ran == 3
-    sizes = service.hold_requests()
-    assert len(sizes) == 5
-    assert sizes[0] == 20
-    assert sizes[1] > 40
-    assert sizes[2] == 40
-    assert sizes[3] > 20
-    assert sizes[4] == 20
+    asked = [
+        (event[1], event[2] in service.holds) for event in service.events if event[0] == "hold"
+    ]
+    assert asked[0] == (20, True)
+    granted = [size for size, ok in asked if ok]
+    assert sum(granted) == 60  # every credit there was, and no more
+    for (size, ok), (after, _) in itertools.pairwise(asked):
+        if not ok and size > 20:  # a refused block: next, what is left, or the action alone
+            assert after in (40, 20)
+    assert asked[-1] == (20, False)  # the action alone, refused: then it raised
 
 
 def test_when_what_is_left_went_meanwhile_the_action_alone_is_asked_for(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,29 @@ def test_records_copied_after_a_concurrent_commit_are_booked_once(
         assert store.ingest(tenant, batch) == set()
     finally:
         store.close()
+
+
+def test_connections_of_a_socket_handed_over_by_descriptor_do_without_nagle() -> None:
+    """``serve --fd``: uvicorn sees the listening socket as a Unix socket, so asyncio would
+    leave Nagle's algorithm on (every small answer then waits ~40 ms for a delayed ACK)."""
+    from flexcredits_sdk.server._protocol import NoDelayHTTPProtocol
+
+    class Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return self.sock if name == "socket" else default
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        as_uvicorn_sees_it = socket.fromfd(server.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+        with (
+            as_uvicorn_sees_it,
+            socket.create_connection(server.getsockname()),
+            as_uvicorn_sees_it.accept()[0] as accepted,
+        ):
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+            protocol = NoDelayHTTPProtocol.__new__(NoDelayHTTPProtocol)
+            with contextlib.suppress(Exception):  # only the socket option matters here
+                protocol.connection_made(Transport(accepted))  # type: ignore[arg-type]
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -154,6 +154,7 @@ def serve(
             log_config=configure_logging(settings.log_level),
             access_log=False,
             timeout_graceful_shutdown=30,
+            http="flexcredits_sdk.server._protocol:NoDelayHTTPProtocol",
         )
 
 

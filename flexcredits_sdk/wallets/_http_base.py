@@ -235,8 +235,11 @@ class HttpWalletBase:
         if hold is None:
             self._exporter.submit(record)
         else:
-            # the record's fields and its hold's id: the exporter sends it with ``hold_id``
-            self._exporter.submit(cast(UsageRecord, self._leases.settle(record, hold)))
+            # the record's fields and its hold's id: the exporter sends it with ``hold_id``;
+            # queued before its lease is settled, so a flush that gives the lease back after
+            # the settling sends this record first
+            self._exporter.submit(cast(UsageRecord, record + (hold[0].hold_id,)))  # noqa: RUF005
+            self._leases.settle(record, hold)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver every record submitted so far, then give back every lease; return whether

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 import weakref
@@ -43,6 +44,9 @@ logger = logging.getLogger("flexcredits_sdk")
 _USABLE = 0.8
 #: A block holds about this many seconds of its key's burn rate.
 _BLOCK_SECONDS = 1.0
+#: Seconds a key's refill waits after the service refused one (the credit is running out: the
+#: caller's own request, when its lease is spent, says so).
+_REFILL_PAUSE = 1.0
 #: The shortest window a burn rate is measured over, so a first burst does not look endless:
 #: a block is at most ten times the one before.
 _MIN_WINDOW = 0.1
@@ -57,7 +61,9 @@ class _Lease:
         "expires",
         "hold_id",
         "key",
+        "low",
         "pending",
+        "refill",
         "remaining",
         "tags",
         "usable_until",
@@ -76,6 +82,11 @@ class _Lease:
         self.created = self.used_at = now
         self.usable_until = now + ttl * _USABLE
         self.expires = now + ttl
+        #: Below half the block, the next one is asked for in the background (`Leases._refill`):
+        #: a block lasts about a second and a round trip milliseconds, so the next block is
+        #: there before it is needed and no action waits for one.
+        self.low: float | Decimal = info.credits / 2
+        self.refill = False  # whether the next block was asked for
 
 
 #: What `authorize` returns and `submit` gets back: the lease and the credits drawn on it.
@@ -130,6 +141,12 @@ class Leases:
         """Start with no leases (at first, and in a forked child)."""
         self._lock = threading.Lock()
         self._current: dict[_Key, _Lease] = {}
+        self._next: dict[_Key, _Lease] = {}  # taken in the background, not drawn on yet
+        self._refills: queue.SimpleQueue[tuple[_Lease, int | Decimal, Policy] | None] = (
+            queue.SimpleQueue()
+        )
+        self._refiller: threading.Thread | None = None
+        self._refill_refused: dict[_Key, float] = {}
         self._retired: list[_Lease] = []  # replaced, to give back once their records are sent
         self._settled: deque[_Lease] = deque()  # a lease per record submitted, for `_drain`
         self._key_locks: dict[_Key, threading.Lock] = {}
@@ -211,11 +228,90 @@ class Leases:
                 lease.remaining -= credits
                 lease.pending += 1
                 lease.used_at = now
+                if lease.remaining < lease.low and not lease.refill:
+                    self._ask_refill(lease, credits, policy, now)
                 return lease, credits
+            ticket = self._draw_next(key, credits, now)
+            if ticket is not None:
+                return ticket
         return self._renew(action, credits, key, policy)
 
-    def settle(self, record: UsageRecord, ticket: _Ticket) -> tuple[Any, ...]:
-        """Return `record` with its hold's id, for the exporter; count its real credits."""
+    def _ask_refill(
+        self, lease: _Lease, credits: int | Decimal, policy: Policy, now: float
+    ) -> None:
+        """Have the next block of `lease`'s key taken in the background (under `_lock`)."""
+        lease.refill = True
+        if now < self._refill_refused.get(lease.key, -math.inf) or self._stopping:
+            return
+        self._refills.put((lease, credits, policy))
+        if self._refiller is None or not self._refiller.is_alive():
+            self._refiller = threading.Thread(
+                target=self._refill, name="flexcredits-lease-refill", daemon=True
+            )
+            self._refiller.start()
+
+    def _draw_next(self, key: _Key, credits: int | Decimal, now: float) -> _Ticket | None:
+        """Make the block taken in the background the key's lease and draw on it, if it
+        covers `credits` (under `_lock`)."""
+        nxt = self._next.get(key)
+        if nxt is None or nxt.remaining < credits or now >= nxt.usable_until:
+            return None
+        del self._next[key]
+        old = self._current.get(key)
+        self._current[key] = nxt
+        if old is not None:
+            self._retired.append(old)
+        nxt.remaining -= credits
+        nxt.pending += 1
+        nxt.used_at = now
+        return nxt, credits
+
+    def _refill(self) -> None:
+        """Take the next blocks that actions asked for, one at a time, off their threads."""
+        while not self._stopping:
+            try:
+                asked = self._refills.get(timeout=self.settings.lease_idle)
+            except queue.Empty:
+                return  # the next request starts another thread
+            if asked is None:  # shutdown
+                return
+            lease, credits, policy = asked
+            try:
+                self._refill_one(lease, credits, policy)
+            except Exception:  # pragma: no cover - the thread must go on
+                logger.exception("flexcredits: taking the next lease failed")
+
+    def _refill_one(self, asking: _Lease, credits: int | Decimal, policy: Policy) -> None:
+        """Take the block after `asking` for its key, unless one came meanwhile."""
+        key = asking.key
+        # Under the key's lock, as `_renew`: an action whose lease ran out meanwhile waits for
+        # this block rather than asking for another.
+        lock = self._key_locks.get(key) or self._key_locks.setdefault(key, threading.Lock())
+        with lock:
+            now = self._clock()
+            with self._lock:
+                current = self._current.get(key)
+                if key in self._next or current is not asking:
+                    return  # an action whose lease ran out took a new one itself
+            try:
+                lease = self._take(key, self._block(key, credits, current, now), credits, policy)
+            except Refused:
+                with self._lock:
+                    self._refill_refused[key] = self._clock() + _REFILL_PAUSE
+                return
+            if lease is None:
+                return
+            with self._lock:
+                keep = not self._stopping and key not in self._next
+                if keep:
+                    self._next[key] = lease
+        if keep:
+            self._start_reaper()
+        else:
+            self._client.release(lease.hold_id)
+
+    def settle(self, record: UsageRecord, ticket: _Ticket) -> None:
+        """Count a submitted record's real credits against the lease it drew on."""
         lease, drawn = ticket
         more = record[4] - drawn  # the units may change while the body runs
         if more or self._per_action:
@@ -227,7 +323,6 @@ class Leases:
                     self._start_reaper()
         else:
             self._settled.append(lease)  # no lock: counted out of `pending` by `_drain`
-        return record + (lease.hold_id,)  # noqa: RUF005 - a third of the time of (*record, id)
 
     def _single(
         self,
@@ -265,6 +360,9 @@ class Leases:
                     old.pending += 1
                     old.used_at = now
                     return old, credits
+                ticket = self._draw_next(key, credits, now)
+                if ticket is not None:
+                    return ticket
             try:
                 lease = self._take(key, self._block(key, credits, old, now), credits, policy)
             except Refused as refused:
@@ -387,7 +485,7 @@ class Leases:
     def held(self) -> int | Decimal:
         """Return the credits this process holds and has not drawn."""
         with self._lock:
-            leases = [*self._current.values(), *self._retired]
+            leases = [*self._current.values(), *self._next.values(), *self._retired]
         return sum((max(lease.remaining, 0) for lease in leases), 0)
 
     def _give_back(self, leases: list[_Lease], timeout: float | None) -> bool:
@@ -422,6 +520,12 @@ class Leases:
                 elif everything:  # actions still draw on it: give back once they are done
                     del self._current[key]
                     self._retired.append(lease)
+            for key, lease in list(self._next.items()):
+                if now >= lease.expires:
+                    del self._next[key]
+                elif everything or now - lease.used_at >= idle:
+                    del self._next[key]
+                    due.append(lease)
             kept: list[_Lease] = []
             for lease in self._retired:
                 if now >= lease.expires:
@@ -461,7 +565,7 @@ class Leases:
             except Exception:  # pragma: no cover - the thread must go on
                 logger.exception("flexcredits: giving back leases failed")
             with self._lock:
-                if not self._current and not self._retired:
+                if not self._current and not self._next and not self._retired:
                     self._reaper = None  # the next lease starts another
                     return
 
@@ -474,6 +578,11 @@ class Leases:
         """Stop giving back in the background and give back every lease now."""
         self._stopping = True
         self._wake.set()
+        refiller = self._refiller
+        if refiller is not None and refiller is not threading.current_thread():
+            # a block being taken is given back by the refiller itself, before this returns
+            self._refills.put(None)
+            refiller.join(self.exit_timeout if timeout is None else timeout)
         if self._ticking is not None:
             remove_tick(self._ticking)
             self._ticking = None
@@ -502,6 +611,7 @@ class Leases:
         seconds each may still be drawn on."""
         now = self._clock()
         with self._lock:
+            nexts = list(self._next.values())
             return [
                 {
                     "budgets": [budget.id for budget in lease.key],
@@ -510,8 +620,9 @@ class Leases:
                     "credits": lease.credits,
                     "remaining": lease.remaining,
                     "usable_for": max(0.0, lease.usable_until - now),
+                    "next": lease in nexts,
                 }
-                for lease in self._current.values()
+                for lease in [*self._current.values(), *nexts]
             ]
 
     def stats(self) -> dict[str, Any]:
@@ -520,7 +631,7 @@ class Leases:
         counts: dict[str, Any] = {**self._client.counts, "refused": self._refused}
         counts["round_trips"] = counts["holds"] + counts["released"] + counts["policy_fetches"]
         counts["held"] = self.held()
-        counts["leases"] = len(self._current)
+        counts["leases"] = len(self._current) + len(self._next)
         return counts
 
 
