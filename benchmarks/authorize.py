@@ -12,7 +12,9 @@ One run, against real wallet services on loopback (``tests/server_fixtures.py``)
    from a lease). Measured like ``benchmarks/overhead.py``: each pass measures the bare call, an
    OpenTelemetry SDK span, the no-auth action and the leased action in turn, R rounds of N calls
    each, with fresh wallets; before each round the wallet delivers what earlier rounds left
-   (untimed; for tenant B this also gives its lease back, so each round takes a new one).
+   (for tenant B this also gives its lease back), then runs 2,000 untimed actions, so that a
+   round measures the steady state: B's blocks already as large as its burn rate asks, the
+   next one taken in the background while the actions draw on the current one.
    Reported: the median and the best round, as wall time per call (what the action waits,
    including a hold's round trip when its lease runs out) and as CPU time of the caller's
    thread (``time.thread_time``); a cost is the time per call less the bare call's.
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import gc
 import statistics
 import subprocess
@@ -133,6 +134,10 @@ def _tenants(db: str) -> Iterator[tuple[ServerProcess, str, str]]:
 # --- 1. the caller's cost -------------------------------------------------------------------
 
 
+#: Untimed actions before each timed round of the caller's cost (both tenants alike).
+_STEADY = 2_000
+
+
 def caller_cost(
     url: str, key_a: str, key_b: str, calls: int, rounds: int, passes: int, leasing: dict[str, Any]
 ) -> None:
@@ -182,7 +187,16 @@ def caller_cost(
                 meter = fc.Meter(wallet=wallet)
                 answer = meter.metered_action(name="answer")(bare)
                 answer()  # the policy (and for B a first lease): asked once, untimed
-                measure(name, answer, functools.partial(meter.flush, 60))
+
+                def settle(meter: fc.Meter = meter, answer: Callable[[], Any] = answer) -> None:
+                    # Steady state: what was metered is delivered (which gives B's leases
+                    # back), then untimed actions take B's leases again, as large as its
+                    # burn rate asks, so a round times actions, not the first blocks' ramp.
+                    meter.flush(60)
+                    for _ in range(_STEADY):
+                        answer()
+
+                measure(name, answer, settle)
                 assert meter.flush(60), f"{name}: records not delivered"
                 stats[name] = wallet.stats()
                 done = meter.stats()

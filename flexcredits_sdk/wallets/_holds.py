@@ -56,7 +56,7 @@ class LeaseSettings:
 
     lease: LeaseMode = "auto"
     lease_ttl: float = 30.0
-    lease_max_credits: int | Decimal = 20_000
+    lease_max_credits: int | Decimal = 200_000
     lease_idle: float = 5.0
 
     def __post_init__(self) -> None:

@@ -77,7 +77,8 @@ class HttpWallet(HttpWalletBase):
             raises `InsufficientCredits` or `BudgetExceeded` before its body runs.
         lease_ttl: Seconds a hold lasts on the service unless given back (30); a process
             that dies gives its leases back this long after taking them.
-        lease_max_credits: The most credits one block reserves (20,000: 1,000 actions of 20).
+        lease_max_credits: The most credits one block reserves (200,000: a second of 10,000
+            actions of 20 credits; below that rate a block is about a second of actions).
         lease_idle: Seconds after which a lease no action drew on is given back (5).
         on_rejected: Called with each `DeadLetter` the service rejected, on the exporter thread.
         client: An `httpx.Client` for questions and delivery, or a function that makes one.
