@@ -223,18 +223,31 @@ class Leases:
         if self._per_action:
             return self._single(action, credits, key, policy)
         with self._lock:
-            lease = self._current.get(key)
-            if lease is not None and lease.remaining >= credits and now < lease.usable_until:
-                lease.remaining -= credits
-                lease.pending += 1
-                lease.used_at = now
-                if lease.remaining < lease.low and not lease.refill:
-                    self._ask_refill(lease, credits, policy, now)
-                return lease, credits
-            ticket = self._draw_next(key, credits, now)
-            if ticket is not None:
-                return ticket
-        return self._renew(action, credits, key, policy)
+            ticket = self._draw(key, credits, policy, now)
+        return ticket or self._renew(action, credits, key, policy)
+
+    def _draw(
+        self, key: _Key, credits: int | Decimal, policy: Policy, now: float
+    ) -> _Ticket | None:
+        """Draw `credits` from the key's lease, or else from the block taken in the background
+        (which then becomes the key's lease); ``None`` when neither covers them (under
+        `_lock`)."""
+        lease = self._current.get(key)
+        if lease is None or lease.remaining < credits or now >= lease.usable_until:
+            lease = self._next.get(key)
+            if lease is None or lease.remaining < credits or now >= lease.usable_until:
+                return None
+            del self._next[key]
+            old = self._current.get(key)
+            self._current[key] = lease
+            if old is not None:
+                self._retired.append(old)
+        lease.remaining -= credits
+        lease.pending += 1
+        lease.used_at = now
+        if lease.remaining < lease.low and not lease.refill:
+            self._ask_refill(lease, credits, policy, now)
+        return lease, credits
 
     def _ask_refill(
         self, lease: _Lease, credits: int | Decimal, policy: Policy, now: float
@@ -249,22 +262,6 @@ class Leases:
                 target=self._refill, name="flexcredits-lease-refill", daemon=True
             )
             self._refiller.start()
-
-    def _draw_next(self, key: _Key, credits: int | Decimal, now: float) -> _Ticket | None:
-        """Make the block taken in the background the key's lease and draw on it, if it
-        covers `credits` (under `_lock`)."""
-        nxt = self._next.get(key)
-        if nxt is None or nxt.remaining < credits or now >= nxt.usable_until:
-            return None
-        del self._next[key]
-        old = self._current.get(key)
-        self._current[key] = nxt
-        if old is not None:
-            self._retired.append(old)
-        nxt.remaining -= credits
-        nxt.pending += 1
-        nxt.used_at = now
-        return nxt, credits
 
     def _refill(self) -> None:
         """Take the next blocks that actions asked for, one at a time, off their threads."""
@@ -354,15 +351,10 @@ class Leases:
         with lock:
             now = self._clock()
             with self._lock:
+                ticket = self._draw(key, credits, policy, now)
                 old = self._current.get(key)
-                if old is not None and old.remaining >= credits and now < old.usable_until:
-                    old.remaining -= credits
-                    old.pending += 1
-                    old.used_at = now
-                    return old, credits
-                ticket = self._draw_next(key, credits, now)
-                if ticket is not None:
-                    return ticket
+            if ticket is not None:
+                return ticket
             try:
                 lease = self._take(key, self._block(key, credits, old, now), credits, policy)
             except Refused as refused:
