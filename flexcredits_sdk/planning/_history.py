@@ -7,6 +7,10 @@ and left out.
 JSONL files are read in binary and parsed with `orjson` when it is installed (the ``planning``
 extra installs it). The standard library's parser has the last word on any line `orjson` refuses
 or whose row is bad, so both give the same rows and the same errors.
+
+Files saved by spreadsheets are read as they mean: a UTF-8 byte order mark is not part of the
+first header or row, line ends may be CRLF, and a CSV file's delimiter (``,`` ``;`` tab or ``|``)
+is the one that splits its header into known columns.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -33,8 +38,10 @@ except ImportError:  # pragma: no cover - exercised by forcing the fallback in t
 
 __all__ = [
     "COLUMNS",
+    "DELIMITERS",
     "HistoryFormat",
     "HistoryRow",
+    "delimiter_of",
     "detect_format",
     "read_history",
     "rows_from_records",
@@ -55,6 +62,10 @@ COLUMNS = (
 _UTC = _dt.UTC
 _BLANK = object()
 _REQUIRED = "is required"
+_BOM = "\ufeff"
+_BOM_BYTES = _BOM.encode()
+#: The CSV delimiters tried on a header, most common first.
+DELIMITERS = (",", ";", "\t", "|")
 
 
 def _fail(
@@ -108,6 +119,8 @@ def _jsonl(
 ) -> Iterator[HistoryRow]:
     reader = _Reader()
     for line, text in enumerate(stream, 1):
+        if line == 1 and text.startswith(_BOM):
+            text = text[1:]
         try:
             row = _text_row(reader, line, text)
         except _Bad as exc:
@@ -147,6 +160,8 @@ def _jsonl_binary(
     line = 0
     for raw in stream:
         line += 1
+        if line == 1 and raw.startswith(_BOM_BYTES):
+            raw = raw[len(_BOM_BYTES) :]
         if b"\r" in raw and (raw.count(b"\r") > 1 or not raw.endswith(b"\r\n")):
             texts = _lines(raw)  # carriage returns that end lines: rare, so read as text
         else:
@@ -171,10 +186,39 @@ def _jsonl_binary(
                 yield row
 
 
+def _header_names(text: str, delimiter: str) -> list[str]:
+    return [name.strip() for name in next(csv.reader([text], delimiter=delimiter), [])]
+
+
+def _is_header(names: Iterable[str]) -> bool:
+    present = set(names)
+    return "timestamp" in present and bool(present & {"action", "action_type"})
+
+
+def delimiter_of(header: str) -> str:
+    """Return the delimiter of a CSV header line.
+
+    It is the one of `DELIMITERS` that splits the header into known columns, else the one
+    `csv.Sniffer` detects among them, else a comma.
+    """
+    for delimiter in DELIMITERS:
+        if _is_header(_header_names(header, delimiter)):
+            return delimiter
+    try:
+        return csv.Sniffer().sniff(header, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        return ","
+
+
 def _csv(
     stream: IO[str], source: str, on_bad_row: Callable[[HistoryError], None] | None
 ) -> Iterator[HistoryRow]:
-    rows = csv.reader(stream)
+    first = stream.readline()
+    if first.startswith(_BOM):
+        first = first[1:]
+    if not first:
+        return
+    rows = csv.reader(itertools.chain((first,), stream), delimiter=delimiter_of(first))
     header = next(rows, None)
     if header is None:
         return
@@ -200,6 +244,8 @@ def _records(
     stream: IO[str], source: str, on_bad_row: Callable[[HistoryError], None] | None
 ) -> Iterator[HistoryRow]:
     for line, text in enumerate(stream, 1):
+        if line == 1 and text.startswith(_BOM):
+            text = text[1:]
         if not text.strip():
             continue
         try:
@@ -258,7 +304,8 @@ def detect_format(path: str | Path) -> HistoryFormat:
 
     ``.csv`` is CSV and ``.jsonl``, ``.ndjson`` and ``.json`` are JSON Lines; a file with
     another suffix is JSON Lines when its first line is a JSON object and CSV when it is a
-    header naming ``timestamp`` and ``action`` or ``action_type``.
+    header naming ``timestamp`` and ``action`` or ``action_type`` (split by any of
+    `DELIMITERS`). A byte order mark is skipped.
 
     Raises:
         ConfigurationError: Neither the suffix nor the first line tells (give the format).
@@ -270,11 +317,13 @@ def detect_format(path: str | Path) -> HistoryFormat:
         return known
     with path.open("rb") as binary:
         head = binary.read(_HEAD)
+    if head.startswith(_BOM_BYTES):
+        head = head[len(_BOM_BYTES) :]
     first = next((line.strip() for line in head.splitlines() if line.strip()), b"")
     if first.startswith(b"{"):
         return "jsonl"
-    names = {name.strip() for name in next(csv.reader([first.decode("utf-8", "replace")]), [])}
-    if "timestamp" in names and names & {"action", "action_type"}:
+    text = first.decode("utf-8", "replace")
+    if _is_header(_header_names(text, delimiter_of(text))):
         return "csv"
     shown = "it is empty" if not first else "its first line is neither a JSON object nor a header"
     raise ConfigurationError(
@@ -286,7 +335,7 @@ def detect_format(path: str | Path) -> HistoryFormat:
 
 
 def read_history(
-    source: str | Path | IO[str],
+    source: str | Path | IO[str] | IO[bytes],
     *,
     format: HistoryFormat | None = None,
     on_bad_row: Callable[[HistoryError], None] | None = None,
@@ -294,7 +343,8 @@ def read_history(
     """Read a history one row at a time.
 
     Args:
-        source: A path, or an open text stream.
+        source: A path, or an open stream, binary (fastest: JSONL is decoded by `orjson` when
+            it is installed) or text.
         format: ``"jsonl"``, ``"csv"`` or ``"records"`` (``UsageRecord.to_dict()`` lines,
             validated in full); for a path, `detect_format` decides when omitted (a stream
             is read as JSONL).
@@ -310,20 +360,38 @@ def read_history(
         raise ConfigurationError("format", format, "must be 'jsonl', 'csv' or 'records'")
     if isinstance(source, str | Path):
         path = Path(source)
-        if format is None:
-            format = detect_format(path)
-        if format == "jsonl" and _fast_loads is not None:
-            with path.open("rb") as binary:
-                yield from _jsonl_binary(binary, path.name, on_bad_row, _fast_loads)
-            return
-        with path.open(encoding="utf-8", newline="" if format == "csv" else None) as stream:
-            yield from _READERS[format](stream, path.name, on_bad_row)
+        with path.open("rb") as binary:
+            yield from _read_binary(binary, format or detect_format(path), path.name, on_bad_row)
         return
-    if not isinstance(source, io.IOBase | io.TextIOBase) and not hasattr(source, "read"):
-        raise ConfigurationError("source", source, "must be a path or a text stream")
+    if not isinstance(source, io.IOBase) and not hasattr(source, "read"):
+        raise ConfigurationError("source", source, "must be a path or a stream")
     name = getattr(source, "name", None)
     label = Path(name).name if isinstance(name, str) else "<stream>"
-    yield from _READERS[format or "jsonl"](source, label, on_bad_row)
+    if isinstance(source, io.BufferedIOBase | io.RawIOBase):
+        yield from _read_binary(source, format or "jsonl", label, on_bad_row)
+        return
+    yield from _READERS[format or "jsonl"](source, label, on_bad_row)  # type: ignore[arg-type]
+
+
+def _read_binary(
+    binary: IO[bytes],
+    format: HistoryFormat,
+    label: str,
+    on_bad_row: Callable[[HistoryError], None] | None,
+) -> Iterator[HistoryRow]:
+    if format == "jsonl" and _fast_loads is not None:
+        yield from _jsonl_binary(binary, label, on_bad_row, _fast_loads)
+        return
+    text = io.TextIOWrapper(
+        binary,
+        encoding="utf-8-sig",
+        newline="" if format == "csv" else None,
+    )
+    try:
+        yield from _READERS[format](text, label, on_bad_row)
+    finally:
+        if not binary.closed:  # closed: the wrapper has nothing to flush or close
+            text.detach()  # the caller closes the binary stream
 
 
 _READERS = {"jsonl": _jsonl, "csv": _csv, "records": _records}

@@ -22,7 +22,8 @@ from ._history import HistoryFormat, detect_format, read_history
 from ._plans import CreditPlan
 from ._presets import PRESETS, resolve_model
 from ._report import render
-from ._simulate import Simulator
+from ._simulate import OUT_OF_ORDER, Simulator
+from ._sort import sorted_by_time
 from ._svg import chart_svg
 
 __all__ = ["forecast_command", "register", "simulate_command"]
@@ -34,7 +35,11 @@ _SKIP_HINT = "; pass --skip-bad-rows to skip such rows"
 
 def _fail(exc: FlexCreditsError, skipping: bool = True) -> click.ClickException:
     """Return the one-line error; suggest --skip-bad-rows only where it would help."""
-    skippable = isinstance(exc, HistoryError) and exc.field != "header"
+    skippable = (
+        isinstance(exc, HistoryError)
+        and exc.field != "header"
+        and not exc.reason.startswith(OUT_OF_ORDER)
+    )
     text = str(exc).replace("give the format (", "pass --format (")
     return click.ClickException(text + ("" if skipping or not skippable else _SKIP_HINT))
 
@@ -92,14 +97,22 @@ def _write(text: str, out: Path | None) -> None:
     type=click.IntRange(min=1),
     default=24,
     show_default=True,
-    help="Event-time hours after which a quiet conversation closes.",
+    help="Event-time hours after which a quiet conversation closes (a longer gap starts a new "
+    "one).",
 )
 @click.option(
     "--max-open",
     type=click.IntRange(min=1),
     default=1_000_000,
     show_default=True,
-    help="The most conversations held open at once.",
+    help="A memory cap: the most conversations held open at once (more close early, counted "
+    "as forced closes), and the most closed ones remembered to check rows out of time order.",
+)
+@click.option(
+    "--sort",
+    is_flag=True,
+    help="Sort the rows by time first, with bounded memory (temporary files in $TMPDIR): for "
+    "files that are out of time order.",
 )
 @click.option(
     "--progress/--no-progress",
@@ -116,6 +129,7 @@ def simulate_command(
     skip_bad_rows: bool,
     idle_hours: int,
     max_open: int,
+    sort: bool,
     progress: bool | None,
 ) -> None:
     """Price the actions in HISTORY (JSONL or CSV) under each pricing model."""
@@ -127,16 +141,18 @@ def simulate_command(
         )
         fmt = _history_format(history, format_)
         show = sys.stderr.isatty() if progress is None else progress
-        with history.open(encoding="utf-8", newline="" if fmt == "csv" else None) as stream:
+        with history.open("rb") as stream:  # binary: JSONL is decoded by orjson if installed
             rows = read_history(
                 stream,
                 format=fmt,
                 on_bad_row=simulator.bad_row if skip_bad_rows else None,
             )
+            if sort:
+                rows = sorted_by_time(rows)
             if show:
-                _feed_with_bar(simulator, rows, stream, history.stat().st_size)
+                _feed_with_bar(simulator, rows, stream, history.stat().st_size, history.name)
             else:
-                simulator.feed(rows)
+                simulator.feed(rows, source=history.name)
         result = simulator.result()
     except FlexCreditsError as exc:
         raise _fail(exc, skip_bad_rows) from None
@@ -147,21 +163,21 @@ def simulate_command(
     _write(render(result, output), out)  # type: ignore[arg-type]
 
 
-def _feed_with_bar(simulator: Simulator, rows: Iterator[Any], stream: IO[str], size: int) -> None:
-    buffer = getattr(stream, "buffer", None)
+def _feed_with_bar(
+    simulator: Simulator, rows: Iterator[Any], stream: IO[bytes], size: int, source: str
+) -> None:
     with click.progressbar(length=size, label="Reading", file=sys.stderr) as bar:
         done = 0
         batch = []
         for row in rows:
             batch.append(row)
             if len(batch) == 65_536:
-                simulator.feed(batch)
+                simulator.feed(batch, source=source)
                 batch = []
-                if buffer is not None:
-                    where = min(buffer.tell(), size)
-                    bar.update(where - done)
-                    done = where
-        simulator.feed(batch)
+                where = min(stream.tell(), size)
+                bar.update(where - done)
+                done = where
+        simulator.feed(batch, source=source)
         bar.update(size - done)
 
 
@@ -171,7 +187,7 @@ def _load_daily(
     plan = resolve_model(model or "agentforce")
     if not isinstance(plan, CreditPlan):
         raise click.BadParameter(f"{plan.name!r} is not a credit plan", param_hint="--model")
-    with source.open(encoding="utf-8") as stream:
+    with source.open(encoding="utf-8-sig") as stream:
         head = stream.readline()
     is_daily = {"date", "credits"} <= {
         name.strip() for name in next(csv.reader(io.StringIO(head)), [])

@@ -1,22 +1,42 @@
 """Simulation: what a history of actions costs under each pricing model, in one pass.
 
+A conversation is the rows of one id whose times are no more than `idle` apart: sorted by time,
+a gap longer than `idle` starts a new one, as a session that timed out does. The result is that
+of the rows sorted by time, whatever their order in the file, or the run stops with an error
+(`HistoryError` on ``timestamp``) that says to sort them first:
+
+- a conversation closes when its last row is `idle` behind the newest time read (plus the most
+  a row has come late so far, up to another `idle`, so that slightly unsorted files rejoin
+  their conversations), and its id and last time are remembered;
+- a row of a remembered id within `idle` of that time, or earlier than its open conversation
+  in a way that could join two, is out of order beyond repair: the run stops;
+- what is remembered is bounded: ids closed long before the newest time (by more than `idle`
+  plus the most a row came late) are forgotten first, and at most `max_open` are kept; a new id
+  within `idle` of a forgotten time stops the run, as it cannot be checked.
+
+So a history sorted by time, nearly sorted, or grouped by conversation (up to `max_open`
+conversations) gives exactly the sorted result in one pass; a shuffled one stops early.
+
 Memory does not grow with the number of rows. It holds:
 
-- the conversations still open: a conversation closes when no row has touched it for `idle`
-  of event time (24 hours by default), or when more than `max_open` are open (the least
-  recently touched closes first, and `forced_closes` counts it); a history sorted by time or
-  grouped by conversation needs no more than the conversations active within `idle`, plus
-  those touched in the 1,024 rows between two sweeps of the open set;
+- the conversations still open, and the ids closed recently (above);
 - per model, a quantile sketch (bounded, see `QuantileSketch`) and totals per month and per
   distinct tag set;
 - the price of each distinct (action, type, environment).
 
-A conversation seen again after it closed counts as a new one, as a session that timed out does.
+More than `max_open` open conversations close the least recently touched early (counted in
+`forced_closes`): a cap on memory that can split conversations.
+
+Every step is linear: the open set is kept in order of last touch, so sweeps and forced closes
+take from its front with one iterator (popping the first key of a dict again and again is
+quadratic: each lookup skips the holes the previous pops left), and the end closes them all in
+one pass.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -35,8 +55,9 @@ from ._results import (
     break_evens,
 )
 from ._sketch import QuantileSketch
+from ._sort import sorted_by_time
 
-__all__ = ["MAX_BAD_ROW_ERRORS", "Simulator", "simulate"]
+__all__ = ["MAX_BAD_ROW_ERRORS", "OUT_OF_ORDER", "Simulator", "simulate"]
 
 AnyModel = CreditPlan | PerConversation | PerResolution | PerTicket
 #: How many bad-row errors a result keeps (all are counted).
@@ -44,18 +65,41 @@ MAX_BAD_ROW_ERRORS = 20
 _P50 = Decimal("0.5")
 _P90 = Decimal("0.9")
 _SWEEP_EVERY = 1024
+#: Open conversations below which a sweep looks only at the least recently touched.
+_SCAN_FROM = 4096
+#: Closed ids remembered before the first look for ones to forget.
+_FORGET_FROM = 65_536
+#: How the error of rows out of time order begins.
+OUT_OF_ORDER = "rows are out of time order"
+_SORT_HINT = "; sort them first (--sort, or sort=True)"
+_LONG_AGO = -(2**62)
 
 
 class _Conversation:
-    __slots__ = ("counts", "last_s", "month", "resolved", "tags", "units")
+    __slots__ = (
+        "counts",
+        "first_s",
+        "last_s",
+        "month",
+        "previous_s",
+        "resolved",
+        "swept",
+        "tags",
+        "units",
+    )
 
-    def __init__(self, time_s: int, day: str, tags: Mapping[str, str]) -> None:
+    def __init__(
+        self, time_s: int, day: str, tags: Mapping[str, str], previous_s: int = _LONG_AGO
+    ) -> None:
         self.counts: dict[tuple[str, str, str], int] = {}
+        self.first_s = time_s
         self.last_s = time_s
+        self.previous_s = previous_s  # the last time of the id's conversation before this one
         self.month = day[:7]
         self.tags = tags
         self.resolved = False
         self.units = 0
+        self.swept = 0  # sweeps before it was last touched
 
 
 class _Run:
@@ -80,7 +124,8 @@ class Simulator:
     Args:
         models: Pricing models, preset names or model file paths; names must be distinct.
         idle: Event time after which an untouched conversation closes.
-        max_open: The most conversations held open at once.
+        max_open: The most conversations held open at once, and the most closed ids
+            remembered to check that rows out of time order do not continue them.
 
     Raises:
         ConfigurationError: No models, a duplicate name, or a bad `idle` or `max_open`.
@@ -109,7 +154,14 @@ class Simulator:
         self._runs = [_Run(m, self._plans.index(m) if m in self._plans else -1) for m in resolved]
         self._idle_s = int(idle.total_seconds())
         self._max_open = max_open
-        self._open: dict[str, _Conversation] = {}
+        self._open: dict[str, _Conversation] = {}  # in order of last touch
+        self._closed: dict[str, int] = {}  # id -> last time, of conversations swept closed
+        self._forgotten_s = _LONG_AGO  # the latest last time of a forgotten closed id
+        self._late_s = 0  # the most a row came behind the newest time before it
+        self._scan_at = _SCAN_FROM
+        self._sweeps = 0
+        self._forget_at = min(max_open + 1, _FORGET_FROM)
+        self._source = "<rows>"
         self._prices: dict[tuple[str, str, str], tuple[int | Decimal, ...]] = {}
         self._months: dict[str, int] = {}  # conversations per month
         self._tag_sets: dict[tuple[tuple[str, str], ...], int] = {}  # numbered as first seen
@@ -140,12 +192,19 @@ class Simulator:
         self._prices[key] = prices
         return prices
 
-    def feed(self, rows: Iterable[HistoryRow]) -> None:
+    def feed(self, rows: Iterable[HistoryRow], *, source: str | None = None) -> None:
         """Add rows to the simulation.
+
+        Args:
+            rows: History rows, in any order (see the module's docstring).
+            source: The file's name, for errors.
 
         Raises:
             UnpricedAction: A credit plan cannot price a row's action.
+            HistoryError: Rows are out of time order in a way one pass cannot make right.
         """
+        if source is not None:
+            self._source = source
         open_ = self._open
         prices = self._prices
         idle = self._idle_s
@@ -161,10 +220,13 @@ class Simulator:
             key = (action, action_type, environment)
             if key not in prices:
                 self._price(key, line)
-            if time_s > watermark:
-                watermark = time_s
-                if last_day is None or day > last_day:
-                    last_day = day
+            if time_s >= watermark:
+                if time_s > watermark:
+                    watermark = time_s
+                    if last_day is None or day > last_day:
+                        last_day = day
+            elif watermark - time_s > self._late_s:
+                self._late_s = watermark - time_s
             if first_day is None or day < first_day:
                 first_day = day
             if cid is None:
@@ -174,17 +236,13 @@ class Simulator:
                 single.resolved = resolved
                 self._close(single)
                 continue
-            if cid != last_id or conv is None or time_s - conv.last_s > idle:
-                conv = open_.pop(cid, None)
-                if conv is not None and time_s - conv.last_s > idle:
-                    self._close(conv)  # idle too long: the id starts a new conversation
-                    conv = None
-                if conv is None:
-                    conv = _Conversation(time_s, day, tags)
-                    if len(open_) >= self._max_open:
-                        self.forced_closes += 1
-                        self._close(open_.pop(next(iter(open_))))
-                open_[cid] = conv
+            if (
+                cid != last_id
+                or conv is None
+                or time_s - conv.last_s > idle
+                or time_s < conv.first_s
+            ):
+                conv = self._touch(cid, time_s, day, tags, line)
                 last_id = cid
             counts = conv.counts
             counts[key] = counts.get(key, 0) + units
@@ -196,20 +254,136 @@ class Simulator:
             if not count % _SWEEP_EVERY:
                 if len(open_) > self.peak_open:
                     self.peak_open = len(open_)
-                self._sweep(watermark - idle)
+                self._watermark = watermark
+                self._sweep()
                 last_id = None
         self.rows = count
         self._watermark = watermark
         self._first_day = first_day
         self._last_day = last_day
 
-    def _sweep(self, cutoff: int) -> None:
+    def _touch(
+        self, cid: str, time_s: int, day: str, tags: Mapping[str, str], line: int
+    ) -> _Conversation:
+        """Return the open conversation a row of `cid` joins, opening one if need be.
+
+        Raises:
+            HistoryError: The row is out of time order in a way one pass cannot make right.
+        """
         open_ = self._open
-        while open_:
-            cid = next(iter(open_))
-            if open_[cid].last_s >= cutoff:
-                return
-            self._close(open_.pop(cid))
+        idle = self._idle_s
+        conv = open_.pop(cid, None)
+        if conv is not None:
+            conv.swept = self._sweeps
+            if time_s - conv.last_s > idle:  # a gap: the id starts a new conversation
+                self._close(conv)
+                conv = self._new(time_s, day, tags, conv.last_s)
+            elif time_s < conv.first_s:  # earlier than any row of it so far
+                if conv.first_s - time_s > idle or time_s - conv.previous_s <= idle:
+                    raise self._out_of_order(
+                        f"conversation {cid!r} has a row here earlier than where it was split",
+                        time_s,
+                        line,
+                    )
+                conv.first_s = time_s
+                conv.month = day[:7]
+                conv.tags = tags
+            open_[cid] = conv
+            return conv
+        previous = self._closed.pop(cid, None)
+        if previous is not None:
+            if time_s - previous <= idle:
+                raise self._out_of_order(
+                    f"conversation {cid!r} continues here after it was closed", time_s, line
+                )
+        elif time_s - self._forgotten_s <= idle:
+            raise self._out_of_order(
+                f"beyond what the last {self._max_open:,} closed conversations (max_open) can "
+                "check",
+                time_s,
+                line,
+            )
+        conv = self._new(time_s, day, tags, self._forgotten_s if previous is None else previous)
+        open_[cid] = conv
+        return conv
+
+    def _new(
+        self, time_s: int, day: str, tags: Mapping[str, str], previous_s: int
+    ) -> _Conversation:
+        """Return a new conversation, first closing the least recently touched if too many."""
+        open_ = self._open
+        if len(open_) >= self._max_open:
+            # A batch at a time, in one pass: a dict's front is slow to find after many pops.
+            batch = max(1, self._max_open // 64)
+            for cid in list(itertools.islice(open_, batch)):
+                self._close(open_.pop(cid))
+            self.forced_closes += batch
+        conv = _Conversation(time_s, day, tags, previous_s)
+        conv.swept = self._sweeps
+        return conv
+
+    def _out_of_order(self, what: str, time_s: int, line: int) -> HistoryError:
+        late = self._late_s
+        span = f"{-(-late // 60)} minutes" if late < 7200 else f"{-(-late // 3600):,} hours"
+        when = _dt.datetime.fromtimestamp(time_s, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return HistoryError(
+            "timestamp",
+            when,
+            f"{OUT_OF_ORDER} by up to {span}, and {what}{_SORT_HINT}",
+            line=line,
+            source=self._source,
+        )
+
+    def _sweep(self) -> None:
+        """Close the conversations idle for longer than the window, and remember their ids.
+
+        A conversation touched since the last sweep stays open (in a file grouped by
+        conversation, the one being read may be far behind the newest time). Those least
+        recently touched come first in the open set, so the sweep looks at its front until a
+        conversation touched within the window; when the set has doubled since the last full
+        look (rows out of time order keep stale ones behind fresh ones), it looks at all of
+        them. Either look is one pass.
+        """
+        open_ = self._open
+        idle = self._idle_s
+        cutoff = self._watermark - idle - min(self._late_s, idle)
+        recent = self._sweeps
+        self._sweeps += 1
+        stale: list[str] = []
+        if len(open_) >= self._scan_at:
+            stale = [
+                cid for cid, conv in open_.items() if conv.last_s < cutoff and conv.swept < recent
+            ]
+            self._scan_at = max(_SCAN_FROM, 2 * (len(open_) - len(stale)))
+        else:
+            for cid, conv in open_.items():
+                if conv.last_s >= cutoff or conv.swept >= recent:
+                    break
+                stale.append(cid)
+        closed = self._closed
+        for cid in stale:
+            conv = open_.pop(cid)
+            self._close(conv)
+            closed[cid] = conv.last_s
+        if len(closed) >= self._forget_at:
+            self._forget()
+
+    def _forget(self) -> None:
+        """Forget closed ids no row can continue unless it comes later than any so far.
+
+        When more than `max_open` are left, the older half goes too.
+        """
+        closed = self._closed
+        cutoff = self._watermark - self._idle_s - self._late_s
+        old = [last_s for last_s in closed.values() if last_s < cutoff]
+        if len(closed) - len(old) > self._max_open:
+            times = sorted(closed.values())
+            cutoff = times[len(times) // 2] + 1
+            old = times[: len(times) // 2 + 1]
+        if old:
+            self._forgotten_s = max(self._forgotten_s, max(old))
+            self._closed = {cid: last_s for cid, last_s in closed.items() if last_s >= cutoff}
+        self._forget_at = min(self._max_open + 1, max(_FORGET_FROM, 2 * len(self._closed)))
 
     def _close(self, conv: _Conversation) -> None:
         self.conversations += 1
@@ -249,8 +423,10 @@ class Simulator:
         """
         if len(self._open) > self.peak_open:
             self.peak_open = len(self._open)
-        while self._open:
-            self._close(self._open.pop(next(iter(self._open))))
+        for conv in self._open.values():  # one pass: O(N) for N open conversations
+            self._close(conv)
+        self._open.clear()
+        self._closed.clear()
         results = [self._model_result(run) for run in self._runs]
         results.sort(key=lambda r: (r.total, r.name))
         return SimulationResult(
@@ -347,9 +523,14 @@ def simulate(
     skip_bad_rows: bool = False,
     idle: _dt.timedelta = _dt.timedelta(hours=24),
     max_open: int = 1_000_000,
+    sort: bool = False,
     progress: Callable[[int], Any] | None = None,
 ) -> SimulationResult:
     """Return what a history of actions costs under each pricing model.
+
+    The result is that of the rows sorted by time, in whatever order they come; rows out of
+    order in a way one pass cannot make right stop the run with a `HistoryError` that says
+    to sort them (`sort`).
 
     Args:
         history: A history file (JSONL, CSV or usage records), or rows (e.g.
@@ -359,31 +540,38 @@ def simulate(
         skip_bad_rows: Skip rows that cannot be read (counted in the result, with the first
             errors) instead of stopping at the first.
         idle: Event time after which an untouched conversation closes.
-        max_open: The most conversations held open at once.
+        max_open: The most conversations held open at once (and closed ids remembered).
+        sort: Sort the rows by time first, in temporary files when they do not fit in
+            memory (an external sort; memory stays bounded).
         progress: Called now and then with the number of rows read so far.
 
     Raises:
-        HistoryError: A row cannot be read and `skip_bad_rows` is false.
+        HistoryError: A row cannot be read and `skip_bad_rows` is false, or rows are out of
+            time order and `sort` is false.
         UnpricedAction: A model cannot price an action.
         ConfigurationError: A model or option is wrong.
     """
     simulator = Simulator(models, idle=idle, max_open=max_open)
+    source = "<rows>"
     if isinstance(history, str | Path):
+        source = Path(history).name
         rows: Iterable[HistoryRow] = read_history(
             history, format=format, on_bad_row=simulator.bad_row if skip_bad_rows else None
         )
     else:
         rows = history
+    if sort:
+        rows = sorted_by_time(rows)
     if progress is None:
-        simulator.feed(rows)
+        simulator.feed(rows, source=source)
     else:
         batch: list[HistoryRow] = []
         for row in rows:
             batch.append(row)
             if len(batch) == 65_536:
-                simulator.feed(batch)
+                simulator.feed(batch, source=source)
                 progress(simulator.rows)
                 batch = []
-        simulator.feed(batch)
+        simulator.feed(batch, source=source)
         progress(simulator.rows)
     return simulator.result()
