@@ -96,3 +96,20 @@ def test_authorize_prints_cost_round_trips_and_holds_per_second() -> None:
     if "not measured" not in postgresql:
         assert postgresql.split()[:3] == ["postgresql", "(1", "process)"]
         assert int(postgresql.split()[3].replace(",", "")) > 0
+
+
+def test_forecast_backtests_real_series_and_prints_every_figure() -> None:
+    out = _run("forecast.py", "--series", "taylor", "--series", "nile", "--paths", "200")
+    lines = out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("taylor", "nile"))}
+    assert rows["taylor"][1:4] == ["daily", "84", "13"]
+    assert rows["nile"][1:4] == ["yearly", "100", "15"]
+    for row in rows.values():
+        ours, naive, holt_winters, auto_ets, cover = (float(v) for v in row[4:9])
+        assert 0 < ours < 2 * naive
+        assert holt_winters > 0
+        assert auto_ets > 0
+        assert 0 <= cover <= 100
+        assert " ".join(row[10:]).startswith("median of ETS(")
+    assert next(line for line in lines if line.startswith("mean of 1 daily"))
+    assert "targets: mean MAPE below AutoETS's:" in out

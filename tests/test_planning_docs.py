@@ -76,7 +76,7 @@ def test_forecast_example() -> None:
     module = runpy.run_path(str(ROOT / "examples" / "planning_forecast.py"))
     backtest, forecast = module["run"]()
     assert backtest.mape < backtest.baseline_mape
-    assert forecast.packs_p50 == 30
+    assert forecast.packs_p50 == 28
 
 
 def test_all_is_sorted_and_complete() -> None:

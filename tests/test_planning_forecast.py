@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 
 import flexcredits_sdk as fc
 from flexcredits_sdk import planning
+from flexcredits_sdk.planning import _models
 
 MONDAY = dt.date(2026, 1, 5)
 WEEK = (1.2, 1.2, 1.1, 1.0, 1.0, 0.4, 0.3)
@@ -161,3 +164,126 @@ def test_daily_usage_from_a_history_and_an_export(tmp_path: Path) -> None:
         with pytest.raises(planning.HistoryError) as info:
             planning.read_daily(export)
         assert info.value.field == field
+
+
+def _daily(values: list[float]) -> dict[dt.date, int]:
+    return {MONDAY + dt.timedelta(days=i): max(round(v), 0) for i, v in enumerate(values)}
+
+
+def _ets_form(result: planning.Forecast) -> tuple[str, ...]:
+    found = re.search(r"ETS\((\w),(\w+),(\w)\)", result.model)
+    assert found is not None, result.model
+    return found.groups()
+
+
+def _structured(kind: str) -> list[float]:
+    rng = random.Random(0)
+    if kind == "multiplicative season":  # the weekly swing grows with the level
+        return [1000 * 1.01**i * WEEK[i % 7] * rng.gauss(1, 0.03) for i in range(140)]
+    if kind == "additive season":  # a steady level, a swing of fixed size
+        return [5000 + 1000 * (WEEK[i % 7] - 0.886) + rng.gauss(0, 100) for i in range(140)]
+    if kind == "damped trend":  # growth that levels off, no weekly pattern
+        return [1000 + 800 * (1 - 0.95**i) + rng.gauss(0, 10) for i in range(120)]
+    assert kind == "no season"
+    return [1000 + rng.gauss(0, 50) for _ in range(120)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "trend", "season"),
+    [
+        ("multiplicative season", None, "M"),
+        ("additive season", "N", "A"),
+        ("damped trend", "Ad", "N"),
+        ("no season", "N", "N"),
+    ],
+)
+def test_the_ets_form_chosen_follows_the_structure(
+    kind: str, trend: str | None, season: str
+) -> None:
+    result = planning.forecast(_daily(_structured(kind)), horizon=14, paths=50)
+    assert result.model.startswith("median of ETS(")
+    assert result.model.endswith(", Theta and Holt-Winters")
+    _, found_trend, found_season = _ets_form(result)
+    assert found_season == season
+    if trend is not None:
+        assert found_trend == trend
+    assert "chosen by AICc among 15 ETS forms, season of 7" in result.method
+
+
+def test_a_series_with_zero_days_gets_no_multiplicative_form() -> None:
+    rng = random.Random(3)
+    values = [0 if i % 7 == 6 else 1000 * WEEK[i % 7] * rng.gauss(1, 0.05) for i in range(84)]
+    result = planning.forecast(_daily(values), horizon=14)
+    error, _, season = _ets_form(result)
+    assert (error, season) == ("A", "A")
+    assert "among 6 ETS forms" in result.method
+    assert all(day.p50 < 300 for day in result.days if day.date.weekday() == 6)
+
+
+def test_p90_covers_about_nine_held_out_days_in_ten() -> None:
+    covered = held_out = 0
+    for seed in range(5):
+        rng = random.Random(seed)
+        values = [10_000 * 1.003**i * WEEK[i % 7] * rng.gauss(1, 0.1) for i in range(196)]
+        daily = _daily(values)
+        days = sorted(daily)
+        result = planning.forecast({d: daily[d] for d in days[:168]}, horizon=28, paths=400)
+        assert "so that P90 covered 90% of the values held out at 3 origins" in result.method
+        for day in result.days:
+            covered += daily[day.date] <= day.p90
+            held_out += 1
+    assert held_out == 140
+    assert 0.85 <= covered / held_out <= 0.95
+
+
+def test_two_weeks_are_enough_with_the_library() -> None:
+    result = planning.forecast(usage(days=14), horizon=30)
+    assert "no room to hold out" in result.method
+    assert all(day.p90 >= day.p50 > 0 for day in result.days)
+
+
+def test_the_built_in_model_runs_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    with_library = planning.forecast(usage(), horizon=30)
+    assert with_library.model.startswith("median of ETS(")
+    monkeypatch.setitem(sys.modules, "statsmodels", None)  # `import statsmodels` now fails
+    result = planning.forecast(usage(), balance=500_000)
+    assert result.model == "Holt-Winters (built-in)"
+    assert 'install "flexcredits-sdk[forecast]"' in result.method
+    assert "season of 7" in result.method
+    assert 250_000 < result.next_30[0] < 290_000
+    assert abs(result.next_30[0] - with_library.next_30[0]) < 0.05 * with_library.next_30[0]
+    assert planning.backtest(usage(days=140, noise=0.1), weeks=2).mape < Decimal(12)
+
+
+@pytest.mark.parametrize(
+    ("frequency", "length", "season"),
+    [("daily", 14, 7), ("weekly", 103, 1), ("weekly", 104, 52), ("monthly", 36, 12)],
+)
+def test_the_season_comes_from_the_frequency(frequency: str, length: int, season: int) -> None:
+    assert _models.season_for(frequency, length) == season
+    assert _models.season_for("yearly", 100) == 1
+
+
+def test_an_unknown_frequency_is_refused() -> None:
+    with pytest.raises(fc.ConfigurationError) as info:
+        _models.season_for("hourly", 100)
+    assert info.value.field == "frequency"
+    assert "hourly" in str(info.value)
+    assert "daily" in str(info.value)
+
+
+def test_monthly_and_yearly_series_forecast_with_their_season() -> None:
+    rng = random.Random(5)
+    monthly = [
+        100 * 1.01**i * (1 + 0.3 * ((i % 12) in (10, 11))) * rng.gauss(1, 0.02) for i in range(72)
+    ]
+    result = _models.predict(monthly, period=12, horizon=12, paths=200, seed=0)
+    assert "season of 12" in result.method
+    assert result.point[10] > 1.15 * result.point[8]  # November and December stand out
+    yearly = [50 + 2 * i + rng.gauss(0, 1) for i in range(40)]
+    result = _models.predict(yearly, period=1, horizon=5, paths=200, seed=0)
+    assert "season of 1" in result.method
+    assert 125 < result.point[0] < 136  # the trend goes on: about 130
+    built_in = _models.builtin(monthly, period=12, horizon=12, paths=50, seed=0)
+    assert built_in.point[10] > 1.15 * built_in.point[8]
+    assert len(built_in.paths) == 50

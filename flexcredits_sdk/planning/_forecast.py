@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .._exceptions import ConfigurationError
-from ._holt_winters import SEASON, fit, quantile, simulate_paths
+from ._holt_winters import SEASON, quantile
+from ._models import predict
 
 __all__ = ["Backtest", "Forecast", "ForecastDay", "backtest", "forecast"]
 
@@ -59,6 +60,8 @@ class Forecast(_Model):
         pack_credits: Credits per pack.
         packs_p50: Packs to buy to last until `until` at median usage.
         packs_p90: Packs to buy to last until `until` at P90 usage.
+        model: The model that ran: what cross-validation chose with the `forecast` extra
+            (e.g. ``"mean of ETS(M,Ad,M) and Theta"``), else ``"Holt-Winters (built-in)"``.
         method: How the forecast was made.
     """
 
@@ -74,6 +77,7 @@ class Forecast(_Model):
     pack_credits: int
     packs_p50: int | None = None
     packs_p90: int | None = None
+    model: str
     method: str
 
 
@@ -171,8 +175,8 @@ def forecast(
         shown = str(until) if isinstance(until, _dt.date) else until
         raise ConfigurationError("until", shown, f"must be a date on or after {start}")
     length = max(horizon, 90, ((until - start).days + 1) if until else 0)
-    model = fit(values)
-    futures = simulate_paths(model, length, paths, seed)
+    prediction = predict(values, period=SEASON, horizon=length, paths=paths, seed=seed)
+    futures = prediction.paths
     days: list[ForecastDay] = []
     running = [0.0] * paths
     for h in range(length):
@@ -218,11 +222,8 @@ def forecast(
         pack_credits=pack_credits,
         packs_p50=packs("cumulative_p50"),
         packs_p90=packs("cumulative_p90"),
-        method=(
-            "additive Holt-Winters, damped trend, weekly season "
-            f"(alpha={model.alpha}, beta={model.beta}, gamma={model.gamma}, phi={model.phi}); "
-            f"P50/P90 from {paths} simulated paths, seed {seed}"
-        ),
+        model=prediction.model,
+        method=prediction.method,
     )
 
 
@@ -256,7 +257,9 @@ def backtest(
     for k in range(weeks, 0, -1):
         cut = len(values) - k * SEASON
         train, test = values[:cut], values[cut : cut + SEASON]
-        guess = [max(g, 0.0) for g in fit(train).point(SEASON)]
+        guess = list(
+            predict(train, period=SEASON, horizon=SEASON, paths=10, seed=0, intervals=False).point
+        )
         daily_pairs += list(zip(test, guess, strict=True))
         weekly_pairs.append((sum(test), sum(guess)))
         naive_pairs += list(zip(test, train[-SEASON:], strict=True))
