@@ -18,6 +18,8 @@ __all__ = ["Backtest", "Forecast", "ForecastDay", "backtest", "forecast"]
 
 #: Days of history the forecast needs (two weeks, to see the weekly pattern).
 MIN_DAYS = 2 * SEASON
+#: The most credits a day can hold (a bound on numbers read from outside).
+MAX_DAILY = 10**15
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -110,9 +112,16 @@ def _series(
         if not isinstance(day, _dt.date) or isinstance(day, _dt.datetime):
             shown = str(day) if isinstance(day, _dt.date) else day
             raise ConfigurationError("daily", shown, "keys must be datetime.date values")
-        if isinstance(credits, bool) or not isinstance(credits, int | Decimal) or credits < 0:
+        if (
+            isinstance(credits, bool)
+            or not isinstance(credits, int | Decimal)
+            or (isinstance(credits, Decimal) and not credits.is_finite())
+            or not 0 <= credits <= MAX_DAILY
+        ):
             raise ConfigurationError(
-                f"daily[{day}]", credits, "must be non-negative credits (int or Decimal)"
+                f"daily[{day}]",
+                credits,
+                f"must be credits from 0 to {MAX_DAILY:,} (int or Decimal)",
             )
         totals[day] = totals.get(day, Decimal(0)) + credits
     if not totals:
@@ -152,9 +161,15 @@ def forecast(
         paths: Simulated futures behind the P50 and P90 figures.
         seed: Seed of the simulation, so a forecast can be repeated exactly.
 
+    Returns:
+        The forecast. With the `forecast` extra (statsmodels) it is the median of an ETS model
+        chosen by AICc, the Theta method and the built-in Holt-Winters model, with P90
+        calibrated on held-out days; without it, the built-in model alone. `Forecast.model`
+        names the model that ran.
+
     Raises:
-        ConfigurationError: Fewer than 14 days, negative or float usage, a negative balance,
-            or a bad option.
+        ConfigurationError: Fewer than 14 days, negative, float or unbounded usage (over
+            `MAX_DAILY` a day, infinite, NaN), a negative balance, or a bad option.
     """
     for name, value, low in (
         ("horizon", horizon, 1),
@@ -164,7 +179,9 @@ def forecast(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigurationError(name, value, f"must be an int of at least {low}")
     if balance is not None and (
-        isinstance(balance, bool) or not isinstance(balance, int | Decimal)
+        isinstance(balance, bool)
+        or not isinstance(balance, int | Decimal)
+        or (isinstance(balance, Decimal) and not balance.is_finite())
     ):
         raise ConfigurationError("balance", balance, "must be credits (int or Decimal)")
     if balance is not None and balance < 0:
