@@ -9,6 +9,7 @@ futures, and the name of the model that ran.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 from .._exceptions import ConfigurationError
@@ -45,11 +46,13 @@ def season_for(frequency: str, length: int) -> int:
 
 def library_available() -> bool:
     """Say whether statsmodels (the `forecast` extra) can be imported."""
-    try:
-        import statsmodels.tsa.exponential_smoothing.ets  # type: ignore[import-untyped]
-        import statsmodels.tsa.forecasting.theta  # type: ignore[import-untyped]  # noqa: F401
-    except ImportError:
-        return False
+    with warnings.catch_warnings():  # what a library says as it loads is not the user's
+        warnings.simplefilter("ignore")
+        try:
+            import statsmodels.tsa.exponential_smoothing.ets  # type: ignore[import-untyped]
+            import statsmodels.tsa.forecasting.theta  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError:
+            return False
     return True
 
 
