@@ -138,12 +138,17 @@ def _theta(y: Array, period: int, horizon: int) -> Array | None:
 
 
 def _spread(result: Any, horizon: int, paths: int, seed: int) -> tuple[Array, Array]:
-    """Return simulated futures (steps x paths) less their median, and the P90 - P50 spread."""
+    """Return simulated futures (steps x paths) less their median, and the P90 - P50 spread.
+
+    Futures are kept from zero to a thousand times the largest value seen, so that a
+    multiplicative model's rare explosive path cannot overflow a total.
+    """
     sims = np.asarray(
         result.simulate(horizon, repetitions=paths, anchor="end", rng=np.random.default_rng(seed)),
         dtype=float,
     ).reshape(horizon, paths)
-    sims = np.nan_to_num(sims, nan=0.0, posinf=0.0, neginf=0.0)
+    cap = 1000 * (1 + float(np.max(np.abs(result.model.endog))))
+    sims = np.clip(np.nan_to_num(sims, nan=0.0, posinf=cap, neginf=0.0), 0.0, cap)
     median = np.median(sims, axis=1, keepdims=True)
     deviations = sims - median
     spread = np.quantile(deviations, 0.9, axis=1)
@@ -250,7 +255,7 @@ def _predict(
         error = np.mean([_error(f.actual, f.guess) for f in folds])
         how = (
             f"spread x{scale:.2f} so that P90 covered 90% of the values held out at "
-            f"{len(folds)} origins ({window} steps each; MAPE there {100 * error:.1f}%)"
+            f"{len(folds)} origins ({window} steps each; error there {100 * error:.1f}%)"
         )
     deviations, _ = _spread(result, horizon, paths, seed)
     futures = np.maximum(np.maximum(point, 0.0)[:, None] + scale * deviations, 0.0)
