@@ -8,6 +8,8 @@ import datetime as dt
 import io
 import json
 import random
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -471,3 +473,44 @@ def test_binary_and_text_streams_read_alike(tmp_path: Path) -> None:
     binary = planning.read_history(io.BytesIO(data), format="csv")
     text = planning.read_history(io.StringIO(data.decode("utf-8"), newline=""), format="csv")
     assert list(binary) == list(text)
+
+
+def test_the_error_says_how_far_out_of_order_the_rows_are() -> None:
+    # "a" at 0 h closes when the newest time is 24 h 20 min; its row at 24 h comes 20 minutes
+    # behind the newest time, and within a day of its last row.
+    history = [_row("a", 0, 1)] + [_row(f"x{i}", 24 + 1 / 3, i + 2) for i in range(2100)]
+    history.append(_row("a", 24, 9999))
+    with pytest.raises(HistoryError) as info:
+        planning.simulate(history, ["per-conversation"])
+    assert str(info.value) == (
+        "timestamp='2026-03-02T00:00:00Z': rows are out of time order by up to 20 minutes, and "
+        "conversation 'a' continues here after it was closed; sort them first (--sort, or "
+        "sort=True) (<rows>, line 9999)"
+    )
+
+
+@pytest.mark.parametrize("order", ["sorted", "grouped"])
+def test_the_benchmark_prints_its_figures(tmp_path: Path, order: str) -> None:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "simulate.py"
+    args = [sys.executable, str(script), "--rows", "3000", "--dir", str(tmp_path)]
+    run = subprocess.run(
+        [*args, "--order", order], capture_output=True, text=True, check=True, timeout=300
+    )
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("wrote ")
+    assert lines[1].startswith("3,000 rows, ")
+    assert " conversations through the command: " in lines[1]
+    for figure in (" rows/s, ", " s wall, ", " s CPU (", " us/row), peak RSS ", " MiB, "):
+        assert figure in lines[1]
+    assert lines[2] == "  JSON decoded with orjson"
+    assert len(lines) == 3 + 5  # a bill per model
+    again = subprocess.run(
+        [*args, "--order", order, "--via", "api", "--parser", "json", "--sort"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.splitlines()
+    assert "through the API with --sort: " in again[0]  # the file is reused
+    assert again[1] == "  JSON decoded with json (the standard library)"
+    assert again[2:] == lines[3:]  # the same bills

@@ -324,7 +324,8 @@ class Simulator:
 
     def _out_of_order(self, what: str, time_s: int, line: int) -> HistoryError:
         late = self._late_s
-        span = f"{-(-late // 60)} minutes" if late < 7200 else f"{-(-late // 3600):,} hours"
+        minutes, hours = -(-late // 60), -(-late // 3600)
+        span = f"{minutes} minute{'s' * (minutes > 1)}" if late < 7200 else f"{hours:,} hours"
         when = _dt.datetime.fromtimestamp(time_s, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return HistoryError(
             "timestamp",
