@@ -62,8 +62,10 @@ class Forecast(_Model):
         pack_credits: Credits per pack.
         packs_p50: Packs to buy to last until `until` at median usage.
         packs_p90: Packs to buy to last until `until` at P90 usage.
-        model: The model that ran: what cross-validation chose with the `forecast` extra
-            (e.g. ``"mean of ETS(M,Ad,M) and Theta"``), else ``"Holt-Winters (built-in)"``.
+        model: The model that ran: with the `forecast` extra, the median of the ETS form
+            chosen by AICc, Theta and Holt-Winters (e.g.
+            ``"median of ETS(M,Ad,M), Theta and Holt-Winters"``); else
+            ``"Holt-Winters (built-in)"``.
         method: How the forecast was made.
     """
 

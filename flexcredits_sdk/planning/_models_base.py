@@ -20,7 +20,7 @@ class Prediction:
     Attributes:
         point: The point forecast, one value a step.
         paths: Simulated futures, each one value a step, all at or above zero.
-        model: The model that ran, e.g. ``"mean of ETS(M,Ad,M) and Theta"``.
+        model: The model that ran, e.g. ``"median of ETS(M,Ad,M), Theta and Holt-Winters"``.
         method: How it was chosen and fitted, in a sentence.
     """
 
