@@ -521,10 +521,10 @@ def test_the_forecast_figures_in_the_docs_are_the_commands() -> None:
     )
     assert daily.exit_code == 0, daily.output
     assert history.output.splitlines()[:5] == daily.output.splitlines()[:5]
-    assert "Next 30 days: 15,435 credits at P50" in daily.output
-    assert "Balance 20,000 runs out: 2026-06-12 at P50, 2026-06-08 at P90" in daily.output
-    assert "15,435 credits over the next 30 days" in page
-    assert "run out on 2026-06-12 at median use, 2026-06-08 at P90" in page
+    assert "Next 30 days: 15,216 credits at P50" in daily.output
+    assert "Balance 20,000 runs out: 2026-06-14 at P50, 2026-06-08 at P90" in daily.output
+    assert "15,216 credits over the next 30 days" in page
+    assert "run out on 2026-06-14 at median use, 2026-06-08 at P90" in page
 
 
 def test_the_long_history_is_what_its_script_writes(tmp_path: Path) -> None:
