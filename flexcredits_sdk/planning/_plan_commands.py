@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
+import functools
 import io
 import json
 import sys
@@ -14,6 +16,7 @@ from typing import IO, Any
 
 import click
 
+from .._environment import API_KEY_VARIABLE
 from .._exceptions import ConfigurationError, FlexCreditsError, HistoryError
 from .._format import credits_text
 from ._daily import daily_from_history, read_daily
@@ -21,6 +24,16 @@ from ._forecast import Forecast, forecast
 from ._history import HistoryFormat, detect_format, read_history
 from ._plans import CreditPlan
 from ._presets import PRESETS, resolve_model
+from ._replay import (
+    BudgetOutlook,
+    TagOutlook,
+    budget_outlooks,
+    open_wallet,
+    tag_outlooks,
+    wallet_budgets,
+    wallet_daily,
+    wallet_rows,
+)
 from ._report import render
 from ._simulate import OUT_OF_ORDER, Simulator
 from ._sort import sorted_by_time
@@ -66,8 +79,49 @@ def _write(text: str, out: Path | None) -> None:
         out.write_text(text, encoding="utf-8")
 
 
+def _wallet_options(command: Any, *, until: bool = True) -> Any:
+    """``--wallet`` (instead of a file), its key and the window of records to read (`until`:
+    with its end)."""
+    options = [
+        click.option(
+            "--wallet",
+            "wallet_source",
+            metavar="PATH_OR_URL",
+            help="Read what a wallet booked instead of a file: a wallet file "
+            "(OfflineWallet(path=...)) or a wallet service's URL.",
+        ),
+        click.option(
+            "--key",
+            envvar=API_KEY_VARIABLE,
+            help=f"The service's API key (${API_KEY_VARIABLE}).",
+        ),
+        click.option("--since", type=_DAY, help="With --wallet: from this UTC day or time."),
+    ]
+    if until:
+        options.append(
+            click.option("--until", "until_", type=_DAY, help="With --wallet: before this one.")
+        )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+_DAY = click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"])
+
+
+def _one_source(path: Path | None, wallet: str | None, what: str) -> None:
+    if (path is None) == (wallet is None):
+        raise click.UsageError(f"give {what} or --wallet PATH_OR_URL (one of them)")
+
+
+def _utc(value: _dt.datetime | None) -> _dt.datetime | None:
+    return None if value is None else value.replace(tzinfo=_dt.UTC)
+
+
 @click.command("simulate")
-@click.argument("history", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "history", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "-m",
     "--model",
@@ -119,8 +173,9 @@ def _write(text: str, out: Path | None) -> None:
     default=None,
     help="Show a progress bar on stderr (default: when stderr is a terminal).",
 )
+@_wallet_options
 def simulate_command(
-    history: Path,
+    history: Path | None,
     models: tuple[str, ...],
     format_: str | None,
     output: str,
@@ -131,14 +186,31 @@ def simulate_command(
     max_open: int,
     sort: bool,
     progress: bool | None,
+    wallet_source: str | None,
+    key: str | None,
+    since: _dt.datetime | None,
+    until_: _dt.datetime | None,
 ) -> None:
-    """Price the actions in HISTORY (JSONL or CSV) under each pricing model."""
+    """Price the actions in HISTORY (JSONL or CSV), or those a wallet booked (--wallet), under
+    each pricing model."""
+    _one_source(history, wallet_source, "HISTORY")
     try:
         simulator = Simulator(
             list(models or _DEFAULT_MODELS),
             idle=_dt.timedelta(hours=idle_hours),
             max_open=max_open,
         )
+        if wallet_source is not None:
+            with open_wallet(wallet_source, key) as wallet:
+                simulator.feed(wallet_rows(wallet, _utc(since), _utc(until_)), source="wallet")
+            result = simulator.result()
+            if result.rows == 0:
+                raise click.ClickException(f"--wallet {wallet_source}: no records booked")
+            if chart is not None:
+                chart.write_text(chart_svg(result), encoding="utf-8")
+            _write(render(result, output), out)  # type: ignore[arg-type]
+            return
+        assert history is not None
         fmt = _history_format(history, format_)
         show = sys.stderr.isatty() if progress is None else progress
         with history.open("rb") as stream:  # binary: JSONL is decoded by orjson if installed
@@ -248,7 +320,9 @@ def _forecast_csv(result: Forecast) -> str:
 
 
 @click.command("forecast")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "source", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("-m", "--model", help="The credit plan that prices a history (agentforce).")
 @click.option("--format", "format_", type=_FORMATS, help="Read SOURCE as this history format.")
 @click.option(
@@ -262,8 +336,15 @@ def _forecast_csv(result: Forecast) -> str:
 @click.option(
     "-o", "--output", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True
 )
+@functools.partial(_wallet_options, until=False)
+@click.option(
+    "--by",
+    "by_tag",
+    metavar="TAG",
+    help="With --wallet: also forecast the next 30 days of each value of this tag.",
+)
 def forecast_command(
-    source: Path,
+    source: Path | None,
     model: str | None,
     format_: str | None,
     balance: int | None,
@@ -273,26 +354,96 @@ def forecast_command(
     seed: int,
     skip_bad_rows: bool,
     output: str,
+    wallet_source: str | None,
+    key: str | None,
+    since: _dt.datetime | None,
+    by_tag: str | None,
 ) -> None:
-    """Forecast credit use from SOURCE: a date,credits CSV, or a history to price."""
+    """Forecast credit use from SOURCE (a date,credits CSV, or a history to price), or from
+    what a wallet booked (--wallet): then also when its balance and each budget run out."""
+    _one_source(source, wallet_source, "SOURCE")
+    if by_tag is not None and wallet_source is None:
+        raise click.UsageError("--by needs --wallet")
+    budgets: list[BudgetOutlook] = []
+    tags: list[TagOutlook] = []
     try:
-        daily, default_pack = _load_daily(source, model, format_, skip_bad_rows)
-        result = forecast(
-            daily,
-            horizon=horizon,
-            balance=balance,
-            until=until.date() if until else None,
-            pack_credits=pack_credits or default_pack,
-            seed=seed,
-        )
+        with contextlib.ExitStack() as stack:
+            if wallet_source is not None:
+                wallet = stack.enter_context(open_wallet(wallet_source, key))
+                daily = wallet_daily(wallet, _utc(since))
+                if not daily:
+                    raise click.ClickException(f"--wallet {wallet_source}: no records booked")
+                default_pack = wallet.rate_card.pack_credits
+                if balance is None:
+                    balance = max(wallet.balance().credits, 0)
+            else:
+                assert source is not None
+                daily, default_pack = _load_daily(source, model, format_, skip_bad_rows)
+            result = forecast(
+                daily,
+                horizon=horizon,
+                balance=balance,
+                until=until.date() if until else None,
+                pack_credits=pack_credits or default_pack,
+                seed=seed,
+            )
+            if wallet_source is not None:
+                today = _dt.datetime.now(_dt.UTC).date()
+                budgets = budget_outlooks(
+                    wallet, wallet_budgets(wallet), today=today, horizon=horizon, seed=seed
+                )
+                if by_tag is not None:
+                    tags = tag_outlooks(wallet, by_tag, horizon=horizon, seed=seed)
     except FlexCreditsError as exc:
         raise _fail(exc, skip_bad_rows) from None
     if output == "json":
-        click.echo(json.dumps(result.model_dump(mode="json"), indent=2, default=_jsonable))
+        data = result.model_dump(mode="json")
+        if wallet_source is not None:
+            data["budgets"] = [b.model_dump(mode="json") for b in budgets]
+            if by_tag is not None:
+                data["by_tag"] = {
+                    "tag": by_tag,
+                    "values": [t.model_dump(mode="json") for t in tags],
+                }
+        click.echo(json.dumps(data, indent=2, default=_jsonable))
     elif output == "csv":
         click.echo(_forecast_csv(result), nl=False)
     else:
         click.echo(_forecast_text(result), nl=False)
+        if wallet_source is not None:
+            click.echo(_outlooks_text(budgets, tags, by_tag), nl=False)
+
+
+def _outlooks_text(budgets: list[BudgetOutlook], tags: list[TagOutlook], tag: str | None) -> str:
+    lines = ["", "Budgets (what is left this period, and the day it runs out at P50 / P90):"]
+    if not budgets:
+        lines.append("  none")
+    for outlook in budgets:
+        b = outlook.budget
+        scope = ", ".join(f"{k}={v}" for k, v in sorted(b.tags.items())) or "every action"
+        period = f"per {b.period}" if b.period else "in total"
+        if outlook.note:
+            when = outlook.note
+        else:
+
+            def day(value: _dt.date | None) -> str:
+                return str(value) if value else "not this period"
+
+            when = f"{day(outlook.runs_out_p50)} / {day(outlook.runs_out_p90)}"
+        lines.append(
+            f"  {b.name} ({scope}; {credits_text(b.limit)} {period}, "
+            f"{'hard' if b.hard else 'soft'}): {credits_text(outlook.left)} left, runs out {when}"
+        )
+    if tag is not None:
+        lines += ["", f"Next 30 days by {tag} (credits at P50 / P90):"]
+        for each in tags:
+            name = each.value if each.value is not None else "(no tag)"
+            if each.next_30 is None:
+                lines.append(f"  {name}: {each.note}")
+            else:
+                p50, p90 = each.next_30
+                lines.append(f"  {name}: {credits_text(p50)} / {credits_text(p90)}")
+    return "\n".join(lines) + "\n"
 
 
 def _jsonable(value: Any) -> str:

@@ -28,7 +28,7 @@ from .._records import UsageRecord
 from ..planning._history import COLUMNS
 from ._offline import OfflineWallet
 
-__all__ = ["register"]
+__all__ = ["open_wallet", "register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,7 +79,7 @@ def _window(
 
 
 @contextlib.contextmanager
-def _wallet(
+def open_wallet(
     path: Path | None, url: str | None, key: str | None, card: Path | None
 ) -> Iterator[Any]:
     """Open the wallet the options name; every failure is one line (a `ClickException`)."""
@@ -134,7 +134,7 @@ def balance(
     path: Path | None, url: str | None, key: str | None, rate_card: Path | None, as_json: bool
 ) -> None:
     """Show the wallet's balance."""
-    with _wallet(path, url, key, rate_card) as wallet:
+    with open_wallet(path, url, key, rate_card) as wallet:
         answer = wallet.balance()
     if as_json:
         _dump(answer.model_dump(mode="json"))
@@ -183,7 +183,7 @@ def usage(
 ) -> None:
     """Show usage grouped by record fields and tags, the most credits first."""
     start, end = _window(since, until)
-    with _wallet(path, url, key, rate_card) as wallet:
+    with open_wallet(path, url, key, rate_card) as wallet:
         rows = wallet.usage(
             list(group_by), environment=environment, since=start, until=end, bucket=bucket
         )
@@ -273,7 +273,7 @@ def records(
 ) -> None:
     """List booked records in time order (JSON Lines with --json)."""
     where = _filters(action, tags, environment, conversation_id, since, until)
-    with _wallet(path, url, key, rate_card) as wallet:
+    with open_wallet(path, url, key, rate_card) as wallet:
         stream = wallet.records(**where, cursor=cursor, limit=limit)
         found = list(stream)
         more = len(found) == limit and limit > 0
@@ -346,7 +346,7 @@ def export(
     """Write booked records as a history that `flexcredits simulate` and `forecast` read."""
     where = _filters(action, tags, environment, conversation_id, since, until)
     with contextlib.ExitStack() as stack:
-        wallet = stack.enter_context(_wallet(path, url, key, rate_card))
+        wallet = stack.enter_context(open_wallet(path, url, key, rate_card))
         stream: IO[str] = (
             stack.enter_context(out.open("w", encoding="utf-8", newline=""))
             if out is not None
