@@ -73,6 +73,8 @@ _FORGET_FROM = 65_536
 OUT_OF_ORDER = "rows are out of time order"
 _SORT_HINT = "; sort them first (--sort, or sort=True)"
 _LONG_AGO = -(2**62)
+#: Tag dicts remembered by identity before the memory starts afresh (keeps it bounded).
+_MAX_TAG_IDS = 4096
 
 
 class _Conversation:
@@ -163,7 +165,12 @@ class Simulator:
         self._forget_at = min(max_open + 1, _FORGET_FROM)
         self._source = "<rows>"
         self._prices: dict[tuple[str, str, str], tuple[int | Decimal, ...]] = {}
+        self._credit_runs = [run for run in self._runs if run.index >= 0]
         self._months: dict[str, int] = {}  # conversations per month
+        self._resolved_months: dict[str, int] = {}  # resolved conversations per month
+        self._tag_counts: dict[int, int] = {}  # conversations per tag set, by its number
+        self._resolved_tags: dict[int, int] = {}
+        self._tag_ids: dict[int, tuple[Mapping[str, str], int]] = {}  # by id(): (tags, number)
         self._tag_sets: dict[tuple[tuple[str, str], ...], int] = {}  # numbered as first seen
         self._watermark = -(2**62)
         self._first_day: str | None = None
@@ -214,6 +221,7 @@ class Simulator:
         count = self.rows
         first_day = self._first_day
         last_day = self._last_day
+        sweeps = self._sweeps
         for row in rows:
             line, cid, action, action_type, environment, tags, units, resolved, time_s, day = row
             count += 1
@@ -242,7 +250,12 @@ class Simulator:
                 or time_s - conv.last_s > idle
                 or time_s < conv.first_s
             ):
-                conv = self._touch(cid, time_s, day, tags, line)
+                conv = open_.pop(cid, None)
+                if conv is not None and conv.first_s <= time_s and time_s - conv.last_s <= idle:
+                    conv.swept = sweeps  # the row continues it: to the back of the open set
+                    open_[cid] = conv
+                else:
+                    conv = self._touch(cid, time_s, day, tags, line, conv)
                 last_id = cid
             counts = conv.counts
             counts[key] = counts.get(key, 0) + units
@@ -256,6 +269,7 @@ class Simulator:
                     self.peak_open = len(open_)
                 self._watermark = watermark
                 self._sweep()
+                sweeps = self._sweeps
                 last_id = None
         self.rows = count
         self._watermark = watermark
@@ -263,16 +277,24 @@ class Simulator:
         self._last_day = last_day
 
     def _touch(
-        self, cid: str, time_s: int, day: str, tags: Mapping[str, str], line: int
+        self,
+        cid: str,
+        time_s: int,
+        day: str,
+        tags: Mapping[str, str],
+        line: int,
+        conv: _Conversation | None,
     ) -> _Conversation:
-        """Return the open conversation a row of `cid` joins, opening one if need be.
+        """Return the conversation a row of `cid` joins, opening one if need be.
+
+        Args:
+            conv: The id's open conversation, taken out of the open set, or ``None``.
 
         Raises:
             HistoryError: The row is out of time order in a way one pass cannot make right.
         """
         open_ = self._open
         idle = self._idle_s
-        conv = open_.pop(cid, None)
         if conv is not None:
             conv.swept = self._sweeps
             if time_s - conv.last_s > idle:  # a gap: the id starts a new conversation
@@ -387,34 +409,75 @@ class Simulator:
         self._forget_at = min(self._max_open + 1, max(_FORGET_FROM, 2 * len(self._closed)))
 
     def _close(self, conv: _Conversation) -> None:
+        """Count a closed conversation; price it under each credit plan.
+
+        The other models bill one conversation, or one resolved conversation: their totals
+        come from the counts per month and tag set (`_count_runs`).
+        """
         self.conversations += 1
         self.actions += conv.units
+        tags = conv.tags
+        known = self._tag_ids.get(id(tags))
+        tag_set = known[1] if known is not None and known[0] is tags else self._tag_set(tags)
+        month = conv.month
+        months = self._months
+        months[month] = months.get(month, 0) + 1
+        per_tags = self._tag_counts
+        per_tags[tag_set] = per_tags.get(tag_set, 0) + 1
         if conv.resolved:
             self.resolved += 1
+            by_month = self._resolved_months
+            by_month[month] = by_month.get(month, 0) + 1
+            by_tags = self._resolved_tags
+            by_tags[tag_set] = by_tags.get(tag_set, 0) + 1
+        if not self._credit_runs:
+            return
         prices = self._prices
-        tags = tuple(conv.tags.items())
-        tag_set = self._tag_sets.get(tags)
-        if tag_set is None:
-            tag_set = self._tag_sets[tags] = len(self._tag_sets)
-        month = conv.month
-        self._months[month] = self._months.get(month, 0) + 1
-        for run in self._runs:
+        items = conv.counts.items()
+        for run in self._credit_runs:
             index = run.index
-            quantity: int | Decimal
-            if index >= 0:
-                quantity = 0
-                for key, units in conv.counts.items():
-                    quantity += prices[key][index] * units
-            elif run.resolutions:
-                quantity = 1 if conv.resolved else 0
-            else:
-                quantity = 1
+            quantity: int | Decimal = 0
+            for key, units in items:
+                quantity += prices[key][index] * units
             run.total += quantity
             run.sketch.add(quantity)
-            by_month = run.by_month
-            by_month[month] = by_month.get(month, 0) + quantity
-            by_tags = run.by_tags
-            by_tags[tag_set] = by_tags.get(tag_set, 0) + quantity
+            run_months = run.by_month
+            run_months[month] = run_months.get(month, 0) + quantity
+            run_tags = run.by_tags
+            run_tags[tag_set] = run_tags.get(tag_set, 0) + quantity
+
+    def _tag_set(self, tags: Mapping[str, str]) -> int:
+        """Return the number of a tag set, numbering it if new, and remember it by identity."""
+        pairs = tuple(tags.items())
+        tag_set = self._tag_sets.get(pairs)
+        if tag_set is None:
+            tag_set = self._tag_sets[pairs] = len(self._tag_sets)
+        if len(self._tag_ids) >= _MAX_TAG_IDS:
+            self._tag_ids.clear()
+        self._tag_ids[id(tags)] = (tags, tag_set)  # held: its id is not reused meanwhile
+        return tag_set
+
+    def _count_runs(self) -> None:
+        """Set the totals of the models that bill conversations from the counts."""
+        conversations, resolved = self.conversations, self.resolved
+        for run in self._runs:
+            if run.index >= 0:
+                continue
+            run.sketch = QuantileSketch()
+            if run.resolutions:
+                run.total = resolved
+                run.by_month = {m: self._resolved_months.get(m, 0) for m in self._months}
+                run.by_tags = {t: self._resolved_tags.get(t, 0) for t in self._tag_counts}
+                if conversations > resolved:
+                    run.sketch.add(0, conversations - resolved)
+                if resolved:
+                    run.sketch.add(1, resolved)
+            else:
+                run.total = conversations
+                run.by_month = dict(self._months)
+                run.by_tags = dict(self._tag_counts)
+                if conversations:
+                    run.sketch.add(1, conversations)
 
     def result(self) -> SimulationResult:
         """Close every open conversation and return what each model costs.
@@ -428,6 +491,7 @@ class Simulator:
             self._close(conv)
         self._open.clear()
         self._closed.clear()
+        self._count_runs()
         results = [self._model_result(run) for run in self._runs]
         results.sort(key=lambda r: (r.total, r.name))
         return SimulationResult(
