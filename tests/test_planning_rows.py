@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from flexcredits_sdk import planning
 from flexcredits_sdk.planning._rows import _Bad, _Reader
 
+STAMP = "2026-03-01T10:00:05Z"
+
 
 def _full_parse(value: str) -> tuple[int, str] | tuple[object, ...]:
     """What `datetime.fromisoformat` says, or the error's arguments."""
@@ -81,3 +83,41 @@ def test_a_bad_second_in_a_remembered_minute_names_the_timestamp() -> None:
     path_rows = "\n".join(rows) + "\n"
     with pytest.raises(planning.HistoryError, match=r"10:00:6xZ.*not an ISO 8601.*line 3"):
         list(planning.read_history(io.BytesIO(path_rows.encode())))
+
+
+@pytest.mark.parametrize(
+    ("written", "flag"),
+    [
+        ("true", True),
+        ("yes", True),
+        (" TRUE ", True),
+        ("Y", True),
+        ("false", False),
+        ("", False),
+        ("0", False),
+        (" No", False),
+        (None, False),
+        (True, True),
+    ],
+)
+def test_resolved_flags_as_written(written: object, flag: bool) -> None:
+    row = _Reader().row(1, {"action": "a", "timestamp": STAMP, "resolved": written})
+    assert row.resolved is flag
+
+
+@pytest.mark.parametrize("written", ["maybe", 1, [True], {"a": 1}])
+def test_a_bad_resolved_flag_names_the_field_and_value(written: object) -> None:
+    with pytest.raises(_Bad) as caught:
+        _Reader().row(1, {"action": "a", "timestamp": STAMP, "resolved": written})
+    assert caught.value.args == ("resolved", written, "must be true or false")
+
+
+def test_csv_tags_read_again_are_the_same_dict() -> None:
+    reader = _Reader()
+    stamp = STAMP
+    first = reader.row(1, {"action": "a", "timestamp": stamp, "tags": "team=support; region=eu"})
+    again = reader.row(2, {"action": "a", "timestamp": stamp, "tags": "team=support; region=eu"})
+    assert first.tags == {"team": "support", "region": "eu"}
+    assert again.tags is first.tags
+    with pytest.raises(_Bad, match="tags"):
+        reader.row(3, {"action": "a", "timestamp": stamp, "tags": "team"})

@@ -16,6 +16,8 @@ __all__ = ["HistoryRow"]
 _UTC = _dt.UTC
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f", ""})
+#: The flags written exactly as in `_TRUE` and `_FALSE` (others are stripped and lowered).
+_FLAGS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 #: The seconds of a timestamp as written, ``"00"`` to ``"59"`` (ASCII digits only).
 _SECONDS = {f"{second:02d}": second for second in range(60)}
 #: The minutes since midnight of a time written ``"HH:MM"``, ``"00:00"`` to ``"23:59"``.
@@ -252,11 +254,13 @@ def _conversation(value: Any) -> str | None:
 class _Reader:
     """Turns the fields of one row into a `HistoryRow` (checks ordered for the common case)."""
 
-    __slots__ = ("tags", "times")
+    __slots__ = ("tag_items", "tag_texts", "tags", "times")
 
     def __init__(self) -> None:
         self.times = _Times()
         self.tags = _Tags()
+        self.tag_items = self.tags.items  # the same dicts (cleared, never replaced)
+        self.tag_texts = self.tags.seen
 
     def row(self, line: int, data: dict[str, Any]) -> HistoryRow:
         """Return the row of `data`, a row's fields by column name.
@@ -300,13 +304,18 @@ class _Reader:
         tags = get("tags")
         if type(tags) is dict:
             try:
-                tags = self.tags.items[tuple(tags.items())]
+                tags = self.tag_items[tuple(tags.items())]
             except (KeyError, TypeError):
                 tags = self.tags(tags)
+        elif type(tags) is str and tags in self.tag_texts:
+            tags = self.tag_texts[tags]
         else:
             tags = self.tags(tags)
         units = get("units")
         resolved = get("resolved")
+        if resolved is not True and resolved is not False:
+            flag = _FLAGS.get(resolved) if type(resolved) is str else None
+            resolved = _resolved(resolved) if flag is None else flag
         return _new_row(  # tuple.__new__: a third of the cost of HistoryRow(...)
             HistoryRow,
             (
@@ -317,7 +326,7 @@ class _Reader:
                 environment,
                 tags,
                 1 if units is None else _units(units),
-                resolved if resolved is True or resolved is False else _resolved(resolved),
+                resolved,
                 time_s,
                 day,
             ),
