@@ -238,10 +238,7 @@ class Leases:
             if lease is None or lease.remaining < credits or now >= lease.usable_until:
                 return None
             del self._next[key]
-            old = self._current.get(key)
-            self._current[key] = lease
-            if old is not None:
-                self._retired.append(old)
+            self._promote(key, lease)
         lease.remaining -= credits
         lease.pending += 1
         lease.used_at = now
@@ -395,13 +392,18 @@ class Leases:
                 pass
         return self._hold(key, credits, policy)
 
+    def _promote(self, key: _Key, lease: _Lease) -> None:
+        """Make `lease` the key's lease; the one it replaces is given back once the actions
+        that drew on it are done (under `_lock`)."""
+        old = self._current.get(key)
+        self._current[key] = lease
+        if old is not None:
+            self._retired.append(old)
+
     def _install(self, key: _Key, lease: _Lease, credits: int | Decimal) -> _Ticket:
         with self._lock:
             self._drain()  # so what waits there is at most about a block's actions
-            old = self._current.get(key)
-            self._current[key] = lease
-            if old is not None:
-                self._retired.append(old)
+            self._promote(key, lease)
             lease.remaining -= credits
             lease.pending += 1
         self._start_reaper()
