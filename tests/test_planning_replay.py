@@ -138,6 +138,8 @@ def test_simulate_and_forecast_read_a_wallet_service(tmp_path: Path) -> None:
         with server.client(key) as client:
             body = {"records": [r.to_dict() for r in records]}
             assert client.post("/v1/records", json=body).json()["accepted"] == len(records)
+            budget = {"credits": 5_000, "tags": {"department": "sales"}, "period": "month"}
+            assert client.post("/v1/budgets", json=budget).status_code == 200
         env = {"FLEXCREDITS_API_KEY": key}
         simulated = run("simulate", "--wallet", server.url, "-o", "json", env=env)
         assert simulated.exit_code == 0, simulated.output
@@ -146,4 +148,6 @@ def test_simulate_and_forecast_read_a_wallet_service(tmp_path: Path) -> None:
         assert forecast.exit_code == 0, forecast.output
         data = json.loads(forecast.output)
         assert data["balance"] == 100_000 - 20 * len(records)
-        assert data["budgets"] == []
+        (outlook,) = data["budgets"]  # read with HttpWallet.budgets()
+        assert outlook["budget"]["tags"] == {"department": "sales"}
+        assert outlook["left"] == 5_000 - outlook["budget"]["spent"]

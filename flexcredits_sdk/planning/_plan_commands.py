@@ -30,7 +30,6 @@ from ._replay import (
     budget_outlooks,
     open_wallet,
     tag_outlooks,
-    wallet_budgets,
     wallet_daily,
     wallet_rows,
 )
@@ -390,7 +389,7 @@ def forecast_command(
             if wallet_source is not None:
                 today = _dt.datetime.now(_dt.UTC).date()
                 budgets = budget_outlooks(
-                    wallet, wallet_budgets(wallet), today=today, horizon=horizon, seed=seed
+                    wallet, wallet.budgets(), today=today, horizon=horizon, seed=seed
                 )
                 if by_tag is not None:
                     tags = tag_outlooks(wallet, by_tag, horizon=horizon, seed=seed)

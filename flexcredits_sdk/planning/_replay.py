@@ -30,7 +30,6 @@ __all__ = [
     "budget_outlooks",
     "open_wallet",
     "tag_outlooks",
-    "wallet_budgets",
     "wallet_daily",
     "wallet_rows",
 ]
@@ -77,20 +76,6 @@ def wallet_daily(
 ) -> dict[_dt.date, Any]:
     """Return the credits the wallet booked per UTC day."""
     return _by_day(wallet.usage(bucket="day", since=since, until=until))
-
-
-def wallet_budgets(wallet: Any) -> list[BudgetInfo]:
-    """Return the wallet's budgets (a wallet service's through ``GET /v1/budgets``)."""
-    budgets = getattr(wallet, "budgets", None)
-    if callable(budgets):
-        found: list[BudgetInfo] = budgets()
-        return found
-    answer = wallet._get("budgets")
-    fields = BudgetInfo.model_fields
-    return [
-        BudgetInfo.model_validate({k: v for k, v in entry.items() if k in fields})
-        for entry in answer.json()["budgets"]
-    ]
 
 
 class _Model(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from .._exceptions import ConfigurationError, WalletError
-from .._models import Balance, GrantInfo, UsageRow
+from .._models import Balance, BudgetInfo, GrantInfo, UsageRow
 from .._paging import DEFAULT_PAGE_SIZE, AsyncRecordStream, Position, RecordStream
 from .._pricing import RateCard
 from .._records import UsageRecord
@@ -161,6 +161,10 @@ class HttpWallet(HttpWalletBase):
         """Return every grant with what is left of it."""
         return self._parse(self._get("grants"), GrantsResponse).grants
 
+    def budgets(self) -> list[BudgetInfo]:
+        """Return every budget with what it spent in its current period."""
+        return self._budgets(self._get("budgets"))
+
     def grant(
         self,
         credits: int | Decimal,
@@ -305,6 +309,10 @@ class AsyncHttpWallet(HttpWalletBase):
     async def grants(self) -> list[GrantInfo]:
         """Return every grant with what is left of it."""
         return self._parse(await self._get("grants"), GrantsResponse).grants
+
+    async def budgets(self) -> list[BudgetInfo]:
+        """Return every budget with what it spent in its current period."""
+        return self._budgets(await self._get("budgets"))
 
     async def grant(
         self,

@@ -28,7 +28,7 @@ from .._exceptions import ConfigurationError, WalletError
 from .._export import DeadLetter, Exporter, Transport, check_url, default_outbox_dir
 from .._export._settings import ExportSettings
 from .._export._transport import error_from_response, is_loopback, reason_of
-from .._models import validation_error
+from .._models import BudgetInfo, validation_error
 from .._paging import Position, encode_cursor
 from .._pricing import RateCard
 from .._records import UsageRecord, datetime_to_ns
@@ -357,6 +357,23 @@ class HttpWalletBase:
             priority=priority,
         )
         return request.model_dump(mode="json")
+
+    def _budgets(self, response: httpx.Response) -> list[BudgetInfo]:
+        """Return the budgets of a ``GET /v1/budgets`` answer (each without what only the
+        service shows: its holds and its parent)."""
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        fields = BudgetInfo.model_fields
+        try:
+            return [
+                BudgetInfo.model_validate({k: v for k, v in entry.items() if k in fields})
+                for entry in response.json()["budgets"]
+            ]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise WalletError(
+                f"wallet service answered {response.status_code} with malformed budgets",
+                status_code=response.status_code,
+            ) from None
 
     def _parse(self, response: httpx.Response, model: type[M]) -> M:
         if response.status_code >= 400:

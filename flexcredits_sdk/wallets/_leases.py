@@ -275,13 +275,16 @@ class Leases:
             except Exception:  # pragma: no cover - the thread must go on
                 logger.exception("flexcredits: taking the next lease failed")
 
+    def _key_lock(self, key: _Key) -> threading.Lock:
+        """The lock of one key: the thread holding it is the one asking for the key's block."""
+        return self._key_locks.get(key) or self._key_locks.setdefault(key, threading.Lock())
+
     def _refill_one(self, asking: _Lease, credits: int | Decimal, policy: Policy) -> None:
         """Take the block after `asking` for its key, unless one came meanwhile."""
         key = asking.key
         # Under the key's lock, as `_renew`: an action whose lease ran out meanwhile waits for
         # this block rather than asking for another.
-        lock = self._key_locks.get(key) or self._key_locks.setdefault(key, threading.Lock())
-        with lock:
+        with self._key_lock(key):
             now = self._clock()
             with self._lock:
                 current = self._current.get(key)
@@ -344,8 +347,7 @@ class Leases:
         policy: Policy,
     ) -> _Ticket | None:
         """Take a new block for `key` (one thread per key; the others wait and draw on it)."""
-        lock = self._key_locks.get(key) or self._key_locks.setdefault(key, threading.Lock())
-        with lock:
+        with self._key_lock(key):
             now = self._clock()
             with self._lock:
                 ticket = self._draw(key, credits, policy, now)
