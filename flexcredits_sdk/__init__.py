@@ -33,7 +33,7 @@ from ._meter import Meter, MeterStats
 from ._models import Alert, Balance, BudgetInfo, GrantInfo, UsageRow
 from ._observer import Observer
 from ._paging import AsyncRecordStream, RecordStream
-from ._pricing import RateCard
+from ._pricing import ModelPrice, ModelUsage, RateCard
 from ._records import UsageRecord, derive_id, new_id
 from ._usage import UsageReport
 from .wallets import AsyncHttpWallet, HttpWallet, OfflineWallet, Sink, Wallet
@@ -63,6 +63,8 @@ __all__ = [
     "InsufficientCredits",
     "Meter",
     "MeterStats",
+    "ModelPrice",
+    "ModelUsage",
     "Observer",
     "OfflineWallet",
     "RateCard",

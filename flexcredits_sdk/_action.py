@@ -12,7 +12,15 @@ from ._context import CONVERSATION, TAGS
 from ._exceptions import ConfigurationError
 from ._records import ID_STATE as _IDS
 from ._records import UsageRecord
-from ._validate import check_id, check_tags, check_units
+from ._validate import (
+    MAX_MODELS,
+    MAX_TOKENS,
+    check_id,
+    check_name,
+    check_tags,
+    check_tokens,
+    check_units,
+)
 
 if TYPE_CHECKING:
     from ._meter import Meter
@@ -79,6 +87,7 @@ class Action:
         "_conversation",
         "_ctx_tags",
         "_hold",
+        "_models",
         "_spec",
         "_tags",
         "_token",
@@ -105,6 +114,7 @@ class Action:
         self._conversation = _conversation_get()
         self._tags: dict[str, str] | None = None  # set by `tag()`
         self._hold: Any = None  # what the sink's `authorize` returned
+        self._models: dict[str, list[int]] | None = None  # set by `add_model_usage`
         self._token: Any = None  # resets `current_action()` when the action ends
         self.trace_id: str | None = None
         self.span_id: str | None = None
@@ -173,6 +183,43 @@ class Action:
     def set_units(self, units: int) -> None:
         """Bill this action as `units` actions; the same as setting `units`."""
         self.units = units
+
+    def add_model_usage(self, model: str, *, input_tokens: int = 0, output_tokens: int = 0) -> None:
+        """Add the tokens of a model call made during this action to its record.
+
+        Calls of the same model are summed; the record carries one `ModelUsage` per model,
+        with its cost when the rate card prices the model (`RateCard.models`). Framework
+        adapters call this for the model calls their framework reports.
+
+        Raises:
+            ConfigurationError: `model` is not a short printable string, or a token count is
+                not an int from 0 to 2**53.
+        """
+        check_name(model, "model")
+        counts = (
+            check_tokens(input_tokens, "input_tokens"),
+            check_tokens(output_tokens, "output_tokens"),
+        )
+        models = self._models
+        if models is None:
+            models = self._models = {}
+        total = models.get(model)
+        if total is None:
+            if len(models) >= MAX_MODELS:
+                raise ConfigurationError(
+                    "model",
+                    model,
+                    f"would be the {MAX_MODELS + 1}th model of one action; at most {MAX_MODELS}",
+                )
+            models[model] = list(counts)
+        else:
+            total[0] = min(total[0] + counts[0], MAX_TOKENS)
+            total[1] = min(total[1] + counts[1], MAX_TOKENS)
+
+    @property
+    def model_usage(self) -> dict[str, tuple[int, int]]:
+        """The model tokens added so far: model -> (input tokens, output tokens)."""
+        return {model: (i, o) for model, (i, o) in (self._models or {}).items()}
 
     def set_id(self, record_id: str) -> None:
         """Use `record_id` (e.g. from `derive_id`) as the idempotency key of this action.

@@ -34,6 +34,7 @@ from ._records import UsageRecord
 from ._telemetry import SpanMode, check_metric_tags, check_spans
 from ._validate import MAX_TAGS, check_name, check_tags, check_units
 from ._wrap import async_generator_wrapper, generator_wrapper, kind_of
+from .integrations._tools import meter_tool
 from .wallets._protocol import Sink, check_sink
 
 __all__ = ["Meter", "MeterStats", "add_meter_hook", "default_meter"]
@@ -267,6 +268,7 @@ class _Engine(LockedAcrossFork):
                     error_type,
                     act.trace_id,
                     act.span_id,
+                    () if act._models is None else self.rate_card.model_usage(act._models),
                 ),
             )
             self._wallet.submit(record, act._hold)
@@ -550,6 +552,12 @@ class Meter(_Engine):
         methods, classmethods and staticmethods. Generators are metered once, when exhausted,
         closed or failed. What the function returns or raises is never changed.
 
+        Also works on the tool objects of the agent frameworks that `flexcredits_sdk.integrations`
+        adapts (langchain-core, openai-agents, pydantic-ai, llama-index-core, MCP): it meters the
+        tool's function(s) and returns a tool of the same type, name, description and argument
+        schema, named after the tool unless `name` is given. So ``@metered_action`` may sit
+        above or below the framework's ``@tool`` decorator.
+
         Args:
             func: The function (when used without parentheses).
             name: The action's name; the function's ``__qualname__`` by default.
@@ -563,11 +571,25 @@ class Meter(_Engine):
                 card does not price `action_type` (at decoration time, not call time).
         """
 
+        specs: dict[str, Spec] = {}
+
+        def tool_wrap(function: Callable[..., Any], tool: str) -> Callable[..., Any]:
+            """Meter a tool object's function: every function of one tool is one action."""
+            spec = specs.get(tool)
+            if spec is None:
+                action_name = name if name is not None else tool
+                spec = specs[tool] = self._spec(action_name, action_type, units, tags)
+            return self._decorate(function, spec)
+
         def decorate(f: Callable[P, R]) -> Callable[P, R]:
             target: Any = f
             rewrap: Any = None
             if isinstance(f, classmethod | staticmethod):
                 rewrap, target = type(f), f.__func__
+            if not _is_function(target):
+                metered = meter_tool(target, tool_wrap)
+                if metered is not None:
+                    return metered  # type: ignore[no-any-return]
             check_decoratable(target, f)
             action_name = name if name is not None else getattr(target, "__qualname__", None)
             spec = self._spec(action_name, action_type, units, tags)
@@ -605,6 +627,14 @@ def _no_end(_: BaseException | None) -> None:
 _TOOL_ATTRIBUTES = ("func", "coroutine", "invoke", "ainvoke", "run", "arun", "fn", "forward")
 
 
+def _is_function(target: Any) -> bool:
+    return (
+        inspect.isroutine(target)
+        or isinstance(target, (functools.partial, type))
+        or not callable(target)
+    )
+
+
 def check_decoratable(target: Any, given: Any) -> None:
     """Refuse what `metered_action` cannot wrap without changing it: anything but a function
     or a method (a class, a tool object of an agent framework, another callable object).
@@ -628,8 +658,9 @@ def check_decoratable(target: Any, given: Any) -> None:
             "func",
             given,
             f"is a {type(target).__qualname__} object, not a function (a tool of an agent "
-            "framework?): decorate the function under the framework's tool decorator, with "
-            "@metered_action placed below @tool",
+            "framework that flexcredits_sdk.integrations does not adapt?): decorate the "
+            "function under the framework's tool decorator, with @metered_action placed below "
+            "@tool",
         )
     raise ConfigurationError(
         "func",

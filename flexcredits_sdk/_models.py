@@ -25,10 +25,12 @@ from ._exceptions import ConfigurationError
 from ._pricing import to_exact
 from ._validate import (
     MAX_ID_LENGTH,
+    MAX_MODELS,
     MAX_NAME_LENGTH,
     MAX_TAG_KEY_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     MAX_TAGS,
+    MAX_TOKENS,
     check_id,
     check_name,
     check_tags,
@@ -294,6 +296,25 @@ RecordId = Annotated[
 ]
 
 
+class ModelUsageModel(_Model):
+    """The tokens one model used during an action (``model_usage`` of a record).
+
+    ``cost`` is what the sender's rate card says the tokens cost; the wallet service prices
+    them again from the tenant's card and keeps its own figure.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: Annotated[
+        str,
+        AfterValidator(_name),
+        Field(json_schema_extra={"minLength": 1, "maxLength": MAX_NAME_LENGTH}),
+    ]
+    input_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)] = 0
+    output_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)] = 0
+    cost: Credits | None = None
+
+
 class UsageRecordModel(_Model):
     """The validating form of a `UsageRecord`, used at the edges (wire, files, service).
 
@@ -344,3 +365,6 @@ class UsageRecordModel(_Model):
     trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     span_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
     hold_id: RecordId | None = None
+    model_usage: Annotated[list[ModelUsageModel], Field(max_length=MAX_MODELS)] = Field(
+        default_factory=list
+    )

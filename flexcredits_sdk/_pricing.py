@@ -13,7 +13,7 @@ import math
 import threading
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -27,7 +27,15 @@ from ._exceptions import (
 from ._files import in_file, load_table, parse_table
 from ._validate import not_a_number
 
-__all__ = ["Credits", "Money", "RateCard", "to_exact", "warn_if_unlisted"]
+__all__ = [
+    "Credits",
+    "ModelPrice",
+    "ModelUsage",
+    "Money",
+    "RateCard",
+    "to_exact",
+    "warn_if_unlisted",
+]
 
 logger = logging.getLogger("flexcredits_sdk")
 
@@ -112,6 +120,45 @@ Money = Annotated[Decimal, BeforeValidator(_money)]
 EnvironmentPrices = dict[Annotated[str, Field(min_length=1)], Credits]
 
 
+class ModelUsage(NamedTuple):
+    """What the model calls made during an action used, for one model.
+
+    Attributes:
+        model: The model's name, as the framework or the caller reported it.
+        input_tokens: Input (prompt) tokens, summed over the action's calls of this model.
+        output_tokens: Output (completion) tokens, summed likewise.
+        cost: What those tokens cost in the rate card's currency, priced from the rate card's
+            ``models`` (`RateCard.model_cost`); ``None`` when the card does not price the model.
+    """
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost: Decimal | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the usage as JSON-ready data (the cost as a decimal string)."""
+        return {
+            "model": self.model,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": None if self.cost is None else str(self.cost),
+        }
+
+
+class ModelPrice(BaseModel):
+    """What a model's tokens cost, in the rate card's currency per million tokens.
+
+    Example: ``{"input": "2.50", "output": "10.00"}``. Model prices change often and differ by
+    contract, so no card ships with any: put the prices you pay in your card.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: Money
+    output: Money
+
+
 def _rate_card_error(exc: ValidationError, data: Any) -> RateCardError:
     first = exc.errors(include_url=False)[0]
     field = ".".join(str(part) for part in first["loc"]) or "rate_card"
@@ -150,6 +197,7 @@ class RateCard(BaseModel):
     actions: dict[Annotated[str, Field(min_length=1)], EnvironmentPrices] = Field(
         default_factory=dict
     )
+    models: dict[Annotated[str, Field(min_length=1)], ModelPrice] = Field(default_factory=dict)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -241,6 +289,24 @@ class RateCard(BaseModel):
                 environment,
                 f"rate card {self.name!r} prices {action_type!r} in {sorted(prices)}",
             ) from None
+
+    def model_cost(self, model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
+        """Return what a model's tokens cost under `models`; ``None`` when it is not priced.
+
+        Exact: ``(input_tokens * input + output_tokens * output) / 1,000,000``.
+        """
+        price = self.models.get(model)
+        if price is None:
+            return None
+        cost = (input_tokens * price.input + output_tokens * price.output).scaleb(-6)
+        return cost.quantize(1) if cost == cost.to_integral_value() else cost.normalize()
+
+    def model_usage(self, models: dict[str, list[int]]) -> tuple[ModelUsage, ...]:
+        """Return an action's model tokens (model -> [input, output]) as priced `ModelUsage`."""
+        return tuple(
+            ModelUsage(model, i, o, self.model_cost(model, i, o))
+            for model, (i, o) in models.items()
+        )
 
     def _unlisted(self, action: str) -> str:
         """Say that `action` is not among the card's `actions`, with the closest names."""
@@ -355,6 +421,10 @@ class RateCard(BaseModel):
             data["actions"] = {
                 a: {env: exact(c) for env, c in prices.items()}
                 for a, prices in self.actions.items()
+            }
+        if self.models:
+            data["models"] = {
+                m: {"input": str(p.input), "output": str(p.output)} for m, p in self.models.items()
             }
         return data
 

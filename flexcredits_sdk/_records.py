@@ -21,9 +21,11 @@ from pydantic import ValidationError
 
 from ._exceptions import ConfigurationError
 from ._models import UsageRecordModel, validation_error
+from ._pricing import ModelUsage
 from ._time import datetime_to_ns, ns_to_datetime
 
 __all__ = [
+    "ModelUsage",
     "Outcome",
     "add_tick",
     "UsageRecord",
@@ -186,6 +188,8 @@ class UsageRecord(NamedTuple):
         error_type: The exception's qualified type name when the outcome is ``"error"``.
         trace_id: The OpenTelemetry trace id (32 hex digits) of the action's span, if any.
         span_id: The OpenTelemetry span id (16 hex digits) of the action's span, if any.
+        model_usage: The tokens of the model calls made during the action, one `ModelUsage`
+            per model (empty when none was reported).
     """
 
     id: str
@@ -202,6 +206,7 @@ class UsageRecord(NamedTuple):
     error_type: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
+    model_usage: tuple[ModelUsage, ...] = ()
 
     @property
     def started_at(self) -> _dt.datetime:
@@ -236,6 +241,7 @@ class UsageRecord(NamedTuple):
             "error_type": self.error_type,
             "trace_id": self.trace_id,
             "span_id": self.span_id,
+            "model_usage": [usage.to_dict() for usage in self.model_usage],
         }
 
     @classmethod
@@ -282,4 +288,13 @@ class UsageRecord(NamedTuple):
             model.error_type,
             model.trace_id,
             model.span_id,
+            tuple(
+                ModelUsage(
+                    u.model,
+                    u.input_tokens,
+                    u.output_tokens,
+                    None if u.cost is None else Decimal(u.cost),
+                )
+                for u in model.model_usage
+            ),
         )

@@ -14,16 +14,19 @@ from ._exceptions import ConfigurationError
 
 __all__ = [
     "MAX_ID_LENGTH",
+    "MAX_MODELS",
     "MAX_NAME_LENGTH",
     "MAX_TAGS",
     "MAX_TAG_KEY_LENGTH",
     "MAX_TAG_VALUE_LENGTH",
+    "MAX_TOKENS",
     "check_aware",
     "check_credits",
     "check_id",
     "check_name",
     "check_tags",
     "check_text",
+    "check_tokens",
     "check_units",
     "not_a_number",
 ]
@@ -38,6 +41,10 @@ MAX_TAGS = 32
 MAX_TAG_KEY_LENGTH = 64
 #: The longest tag value, in characters.
 MAX_TAG_VALUE_LENGTH = 256
+#: The most models one record's model usage names.
+MAX_MODELS = 16
+#: The most tokens one record counts for one model, input or output (2**53: exact in JSON).
+MAX_TOKENS = 2**53
 
 
 def check_name(value: Any, field: str = "name") -> str:
@@ -113,6 +120,15 @@ def check_id(value: Any, field: str = "id") -> str:
         )
     if not value.isprintable():
         raise ConfigurationError(field, value, "must be printable")
+    return value
+
+
+def check_tokens(value: Any, field: str = "tokens") -> int:
+    """Return `value` if it is a token count: an int from 0 to `MAX_TOKENS`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(field, value, "must be an int")
+    if not 0 <= value <= MAX_TOKENS:
+        raise ConfigurationError(field, value, f"must be from 0 to {MAX_TOKENS}")
     return value
 
 

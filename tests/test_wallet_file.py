@@ -56,6 +56,8 @@ def test_a_file_of_the_previous_release_is_migrated_with_the_same_answers(
     shutil.copy(DATA / "wallet-v1.db", path)
     expected = json.loads((DATA / "wallet-v1.json").read_text())
     expected["records"].sort(key=lambda r: (r["start_time_ns"], r["id"]))  # now in time order
+    for record in expected["records"]:
+        record["model_usage"] = []  # a field records have had since
     clock = FakeClock(expected.pop("now_ns"))
     for _ in range(2):  # migrated, then opened as it is
         wallet = fc.OfflineWallet(path=path, clock=clock, rate_card=_v1_card())
@@ -65,9 +67,40 @@ def test_a_file_of_the_previous_release_is_migrated_with_the_same_answers(
         finally:
             wallet.shutdown()
         with closing(sqlite3.connect(path)) as db:
-            assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         assert "events" not in tables
+
+
+def test_a_version_2_file_is_migrated_and_then_keeps_model_usage(tmp_path: Path) -> None:
+    """`wallet-v2.db` was written by the release before records carried model usage."""
+    path = tmp_path / "wallet.db"
+    shutil.copy(DATA / "wallet-v2.db", path)
+    expected = json.loads((DATA / "wallet-v2.json").read_text())
+    for record in expected["records"]:
+        record["model_usage"] = []
+    clock = FakeClock(expected.pop("now_ns"))
+    card = fc.RateCard(**{**_v1_card().model_dump(), "models": {"m": {"input": 3, "output": 15}}})
+    wallet = fc.OfflineWallet(path=path, clock=clock, rate_card=card)
+    try:
+        assert _answers(wallet) == expected
+        assert len(expected["records"]) == 60
+        meter = fc.Meter(wallet=wallet, clock=clock, rate_card=card)
+        with meter.action("answer") as act:
+            act.add_model_usage("m", input_tokens=2_000, output_tokens=100)
+    finally:
+        wallet.shutdown()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    wallet = fc.OfflineWallet(path=path, clock=clock, rate_card=card)
+    try:
+        records = list(wallet.records())
+        assert [r.model_usage for r in records[-1:]] == [
+            (fc.ModelUsage("m", 2_000, 100, Decimal("0.0075")),)
+        ]
+        assert all(r.model_usage == () for r in records[:-1])
+    finally:
+        wallet.shutdown()
 
 
 def _without_ids(records: Any) -> list[fc.UsageRecord]:
@@ -166,7 +199,7 @@ def _another_program(path: Path) -> None:
 def _newer_release(path: Path) -> None:
     fc.OfflineWallet(path=path).shutdown()
     with closing(sqlite3.connect(path)) as db:
-        db.execute("PRAGMA user_version = 3")
+        db.execute("PRAGMA user_version = 4")
 
 
 def _not_sqlite(path: Path) -> None:

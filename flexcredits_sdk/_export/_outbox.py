@@ -34,6 +34,9 @@ __all__ = [
 logger = logging.getLogger("flexcredits_sdk")
 
 
+#: How many fields a `UsageRecord` has (the last, ``model_usage``, is often empty).
+_FIELDS = 15
+
 #: The JSON of the fields one decorated function repeats in every record, by those fields.
 _HEADS: dict[tuple[Any, ...], str] = {}
 _MAX_HEADS = 4096
@@ -59,8 +62,14 @@ def encode(record: tuple[Any, ...]) -> str:
     is sent with that ``hold_id``. The text never contains a raw newline (JSON escapes them
     inside strings), so records are stored newline-separated.
     """
-    if len(record) > 14:
-        return encode(record[:14])[:-1] + f',"hold_id":{_s(record[14])}}}'
+    size = len(record)
+    if size > _FIELDS:
+        return encode(record[:_FIELDS])[:-1] + f',"hold_id":{_s(record[_FIELDS])}}}'
+    if size == _FIELDS:
+        if record[-1]:
+            usage = json.dumps([u.to_dict() for u in record[-1]], separators=(",", ":"))
+            return encode(record[:-1])[:-1] + f',"model_usage":{usage}}}'
+        record = record[:-1]
     (
         record_id,
         action,

@@ -5,8 +5,8 @@ record booked, and usage totals by day (`DayTotals`), each change in one transac
 state it led to. Opening reads the state and the totals, never the records; `records()` and the
 usage questions that need single records are SQL queries on the time index.
 
-Schema versions (``PRAGMA user_version``): 1 was an event log replayed on open (migrated on
-first open by this release); 2 is the layout below.
+Schema versions (``PRAGMA user_version``): 1 was an event log replayed on open; 2 had no
+``model_usage`` column; 3 is the layout below. Older files are migrated on first open.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from .._exceptions import ConfigurationError
 from .._ledger import Ledger
 from .._paging import Position, time_order
 from .._pricing import RateCard, to_exact
-from .._records import UsageRecord
+from .._records import ModelUsage, UsageRecord
 from .._usage import DayTotals, RecordFilter, RecordLog, new_records, to_columns
 
 __all__ = ["DURABILITIES", "Batch", "Durability", "WalletFile"]
@@ -35,7 +36,7 @@ __all__ = ["DURABILITIES", "Batch", "Durability", "WalletFile"]
 Durability = Literal["batch", "each"]
 DURABILITIES = ("batch", "each")
 
-_VERSION = 2
+_VERSION = 3
 _SCHEMA = """
 CREATE TABLE records (
     id TEXT PRIMARY KEY,
@@ -51,7 +52,8 @@ CREATE TABLE records (
     outcome TEXT NOT NULL,
     error_type TEXT,
     trace_id TEXT,
-    span_id TEXT
+    span_id TEXT,
+    model_usage TEXT
 ) WITHOUT ROWID;
 CREATE INDEX records_by_time ON records (start_ns, id);
 CREATE TABLE day_totals (
@@ -73,9 +75,9 @@ CREATE TABLE ledger (
 """
 _COLUMNS = (
     "id, action, action_type, units, credits, environment, tags, conversation_id, start_ns,"
-    " duration_ns, outcome, error_type, trace_id, span_id"
+    " duration_ns, outcome, error_type, trace_id, span_id, model_usage"
 )
-_INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_INSERT = f"INSERT INTO records ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 _PUT_TOTAL = "INSERT OR REPLACE INTO day_totals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _PUT_STATE = "INSERT OR REPLACE INTO ledger (id, state) VALUES (1, ?)"
 #: Records per query when `scan` reads through the file.
@@ -103,6 +105,10 @@ def _rows(records: Sequence[UsageRecord]) -> Iterator[tuple[Any, ...]]:
         if text is None:
             text = texts[tags] = json.dumps(dict(tags), sort_keys=True, separators=(",", ":"))
         fields[6] = text
+        if fields[14]:
+            fields[14] = json.dumps([u.to_dict() for u in fields[14]], separators=(",", ":"))
+        else:
+            fields[14] = None
         yield tuple(fields)
 
 
@@ -122,7 +128,22 @@ def _record(row: Sequence[Any]) -> UsageRecord:
     fields = list(row)
     fields[4] = to_exact(fields[4], "credits")
     fields[6] = json.loads(fields[6])
+    fields[14] = _model_usage(fields[14])
     return UsageRecord._make(fields)
+
+
+def _model_usage(text: str | None) -> tuple[ModelUsage, ...]:
+    if not text:
+        return ()
+    return tuple(
+        ModelUsage(
+            u["model"],
+            u["input_tokens"],
+            u["output_tokens"],
+            None if u["cost"] is None else Decimal(u["cost"]),
+        )
+        for u in json.loads(text)
+    )
 
 
 def _writable(path: Path) -> bool:
@@ -207,7 +228,9 @@ class WalletFile:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={'FULL' if durability == 'each' else 'NORMAL'}")
             db.execute("BEGIN IMMEDIATE")
-            if version == 1:
+            if version == 2:
+                db.execute("ALTER TABLE records ADD COLUMN model_usage TEXT")
+            elif version == 1:
                 ledger, log = self._read_version_1(rate_card)
                 db.execute("DROP TABLE events")
                 self._create()
