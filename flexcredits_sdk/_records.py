@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import json
 import os
 import random
 import time
@@ -32,6 +33,8 @@ __all__ = [
     "datetime_to_ns",
     "derive_id",
     "make_id",
+    "model_usage_from_json",
+    "model_usage_json",
     "new_id",
     "ns_to_datetime",
     "remove_tick",
@@ -165,6 +168,29 @@ def derive_id(run_id: str, step: str | int) -> str:
 
 
 # --- the record --------------------------------------------------------------------------------
+
+
+def model_usage_json(usage: tuple[ModelUsage, ...]) -> str | None:
+    """Return a record's model usage as compact JSON, as files and databases store it
+    (``None`` when empty)."""
+    if not usage:
+        return None
+    return json.dumps([u.to_dict() for u in usage], separators=(",", ":"))
+
+
+def model_usage_from_json(text: str | None) -> tuple[ModelUsage, ...]:
+    """Return the model usage `model_usage_json` stored (empty for ``None``)."""
+    if not text:
+        return ()
+    return tuple(
+        ModelUsage(
+            u["model"],
+            u["input_tokens"],
+            u["output_tokens"],
+            None if u["cost"] is None else Decimal(u["cost"]),
+        )
+        for u in json.loads(text)
+    )
 
 
 class UsageRecord(NamedTuple):

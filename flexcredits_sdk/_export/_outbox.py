@@ -17,6 +17,8 @@ from json.encoder import encode_basestring as _s
 from pathlib import Path
 from typing import Any, Protocol
 
+from .._records import model_usage_json
+
 __all__ = [
     "Chunk",
     "DeadLetter",
@@ -66,8 +68,8 @@ def encode(record: tuple[Any, ...]) -> str:
     if size > _FIELDS:
         return encode(record[:_FIELDS])[:-1] + f',"hold_id":{_s(record[_FIELDS])}}}'
     if size == _FIELDS:
-        if record[-1]:
-            usage = json.dumps([u.to_dict() for u in record[-1]], separators=(",", ":"))
+        usage = model_usage_json(record[-1])
+        if usage is not None:
             return encode(record[:-1])[:-1] + f',"model_usage":{usage}}}'
         record = record[:-1]
     (

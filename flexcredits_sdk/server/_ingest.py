@@ -113,6 +113,8 @@ def _price(record: UsageRecord, pricer: Pricer, now_ns: int) -> tuple[UsageRecor
     priced = pricer.price(record)
     if isinstance(priced, str):
         return priced
+    if record.model_usage:
+        record = record._replace(model_usage=pricer.model_usage(record))
     claimed = record.credits
     if priced == claimed:
         return record, None

@@ -21,20 +21,20 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Connection
 
-from .._records import UsageRecord
+from .._records import UsageRecord, model_usage_json
 from ._schema import to_nano
 
 __all__ = ["copy_or_upsert", "insert_records"]
 
 _COLUMNS = (
     "id, action, action_type, units, nano_credits, environment, tags, conversation_id, "
-    "start_ns, duration_ns, outcome, error_type, trace_id, span_id"
+    "start_ns, duration_ns, outcome, error_type, trace_id, span_id, model_usage"
 )
 _UPSERT = (
     f"INSERT INTO records (tenant_id, {_COLUMNS}) "
     "SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::bigint[], "
     "%s::text[], %s::json[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[]) ON CONFLICT DO NOTHING RETURNING id"
+    "%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING RETURNING id"
 )
 _CHUNK = 1000
 
@@ -60,6 +60,7 @@ def _row(tenant_id: int, r: UsageRecord) -> tuple[Any, ...]:
         r.error_type,
         r.trace_id,
         r.span_id,
+        model_usage_json(r.model_usage),
     )
 
 
@@ -96,7 +97,7 @@ def copy_or_upsert(conn: Connection, tenant_id: int, fresh: list[UsageRecord]) -
 
 
 def _postgresql_upsert(conn: Connection, tenant_id: int, batch: list[UsageRecord]) -> set[str]:
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(15)]
     for r in batch:
         for column, value in zip(columns, _row(tenant_id, r)[1:], strict=True):
             column.append(value)
@@ -116,7 +117,7 @@ def _sqlite(conn: Connection, tenant_id: int, batch: list[UsageRecord]) -> set[s
         known.update(row[0] for row in conn.exec_driver_sql(query, (tenant_id, *chunk)))
     rows = [_row(tenant_id, r) for r in _unknown(batch, known)]
     if rows:
-        marks = ",".join("?" * 15)
+        marks = ",".join("?" * 16)
         conn.exec_driver_sql(f"INSERT INTO records (tenant_id, {_COLUMNS}) VALUES ({marks})", rows)
     return {row[1] for row in rows}
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from .._models import UsageRow
 from .._pricing import RateCard
-from .._records import UsageRecord
+from .._records import UsageRecord, model_usage_from_json
 from .._usage import RECORD_FIELDS, Bucket, _bucket_key, check_group_by, usage_rows
 from ._schema import from_nano, records
 
@@ -196,6 +196,7 @@ def select_records(conn: Connection, tenant_id: int, query: RecordQuery) -> list
             row.error_type,
             row.trace_id,
             row.span_id,
+            model_usage_from_json(row.model_usage),
         )
         for row in rows
     ]

@@ -32,6 +32,15 @@ _Prices = Annotated[
 ]
 
 
+class _ModelPrices(BaseModel):
+    """What a model's tokens cost, in the card's currency per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: Credits = Field(description="The price of a million input tokens")
+    output: Credits = Field(description="The price of a million output tokens")
+
+
 class RateCardBody(BaseModel):
     """The fields of a rate card, as `RateCard.loads` reads them from JSON.
 
@@ -61,6 +70,13 @@ class RateCardBody(BaseModel):
     actions: Annotated[
         dict[_ActionName, _Prices],
         Field(max_length=1000, description="Prices by action name; they win over the type's"),
+    ] = Field(default_factory=dict)
+    models: Annotated[
+        dict[_ActionName, _ModelPrices],
+        Field(
+            max_length=1000,
+            description="Token prices by model name, in the currency per million tokens",
+        ),
     ] = Field(default_factory=dict)
 
 

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .._exceptions import ConfigurationError, RateCardError
-from .._pricing import RateCard
+from .._pricing import ModelUsage, RateCard
 from .._records import UsageRecord
 from ._db import WRITE
 from ._schema import NANO, rate_cards
@@ -244,6 +244,14 @@ class Pricer:
         if credits * NANO >= _INT64:
             return f"units: {record.units} units cost {credits} credits, too many to book"
         return credits
+
+    def model_usage(self, record: UsageRecord) -> tuple[ModelUsage, ...]:
+        """Return `record`'s model usage at the costs of the card in force at its start."""
+        card = self._cards[self._card_index(record.start_time_ns)]
+        return tuple(
+            u._replace(cost=card.model_cost(u.model, u.input_tokens, u.output_tokens))
+            for u in record.model_usage
+        )
 
     def _look_up(self, index: int, record: UsageRecord) -> tuple[int | Decimal, bool] | str:
         card = self._cards[index]

@@ -89,6 +89,8 @@ records = sa.Table(
     sa.Column("error_type", sa.String(256)),
     sa.Column("trace_id", sa.String(32)),
     sa.Column("span_id", sa.String(16)),
+    # The tokens of the model calls made during the action, priced by the service (version 6).
+    sa.Column("model_usage", sa.Text),
     sa.Index("records_by_time", "tenant_id", "start_ns"),
 )
 
@@ -207,6 +209,12 @@ def _holds(conn: Connection) -> None:
     refusals.create(conn, checkfirst=True)
 
 
+def _model_usage(conn: Connection) -> None:
+    """Records carry the tokens of the model calls made during the action."""
+    if "model_usage" not in {c["name"] for c in sa.inspect(conn).get_columns("records")}:
+        conn.execute(sa.text("ALTER TABLE records ADD COLUMN model_usage TEXT"))
+
+
 #: Every migration, in order: (version, name, function).
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "tenants, keys, records, alerts and webhook deliveries", _initial),
@@ -214,6 +222,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "rate cards of tenants, versioned by effective time", _rate_cards),
     (4, "tenants have a time zone for budget periods", _tenant_time_zones),
     (5, "holds and the holds refused", _holds),
+    (6, "records carry model usage", _model_usage),
 ]
 
 #: Any 64-bit number, the same in every server process: the advisory lock of migrations.

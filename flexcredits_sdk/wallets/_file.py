@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +24,7 @@ from .._exceptions import ConfigurationError
 from .._ledger import Ledger
 from .._paging import Position, time_order
 from .._pricing import RateCard, to_exact
-from .._records import ModelUsage, UsageRecord
+from .._records import UsageRecord, model_usage_from_json, model_usage_json
 from .._usage import DayTotals, RecordFilter, RecordLog, new_records, to_columns
 
 __all__ = ["DURABILITIES", "Batch", "Durability", "WalletFile"]
@@ -105,10 +104,7 @@ def _rows(records: Sequence[UsageRecord]) -> Iterator[tuple[Any, ...]]:
         if text is None:
             text = texts[tags] = json.dumps(dict(tags), sort_keys=True, separators=(",", ":"))
         fields[6] = text
-        if fields[14]:
-            fields[14] = json.dumps([u.to_dict() for u in fields[14]], separators=(",", ":"))
-        else:
-            fields[14] = None
+        fields[14] = model_usage_json(fields[14])
         yield tuple(fields)
 
 
@@ -128,22 +124,8 @@ def _record(row: Sequence[Any]) -> UsageRecord:
     fields = list(row)
     fields[4] = to_exact(fields[4], "credits")
     fields[6] = json.loads(fields[6])
-    fields[14] = _model_usage(fields[14])
+    fields[14] = model_usage_from_json(fields[14])
     return UsageRecord._make(fields)
-
-
-def _model_usage(text: str | None) -> tuple[ModelUsage, ...]:
-    if not text:
-        return ()
-    return tuple(
-        ModelUsage(
-            u["model"],
-            u["input_tokens"],
-            u["output_tokens"],
-            None if u["cost"] is None else Decimal(u["cost"]),
-        )
-        for u in json.loads(text)
-    )
 
 
 def _writable(path: Path) -> bool:
