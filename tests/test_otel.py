@@ -507,7 +507,7 @@ def test_all_is_the_public_surface_sorted() -> None:
     }
     assert set(exported) == public | {"SpanMode"}
     names = [getattr(otel, n) for n in exported if isinstance(getattr(otel, n), str)]
-    assert len(names) == 14
+    assert len(names) == 18
     assert all(name.startswith(("flexcredits.", "gen_ai.usage.cost.")) for name in names)
 
 
@@ -525,3 +525,23 @@ def test_the_default_meter_can_be_instrumented_and_put_back(traces: Traces) -> N
     assert fc.get_meter().observers == ()
     decorated_early()
     assert len(traces.spans()) == 1
+
+
+def test_the_model_calls_of_an_action_are_on_its_span(traces: Traces) -> None:
+    card = fc.RateCard(
+        action_types={"standard": {"production": 20}},
+        models={"big": {"input": "3", "output": "15"}},
+    )
+    meter = fc.Meter(rate_card=card, wallet=fc.OfflineWallet(rate_card=card))
+    otel.instrument(meter, tracer_provider=traces.provider)
+    with meter.action("answer") as act:
+        act.add_model_usage("big", input_tokens=2_000, output_tokens=400)
+        act.add_model_usage("unpriced", input_tokens=5, output_tokens=1)
+    with meter.action("lookup"):
+        pass
+    attributes = traces.named("answer").attributes or {}
+    assert attributes[otel.MODELS] == ("big", "unpriced")
+    assert attributes[otel.INPUT_TOKENS] == 2_005
+    assert attributes[otel.OUTPUT_TOKENS] == 401
+    assert attributes[otel.MODEL_COST] == 0.012  # the priced model only
+    assert otel.INPUT_TOKENS not in (traces.named("lookup").attributes or {})

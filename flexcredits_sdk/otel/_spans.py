@@ -45,6 +45,10 @@ __all__ = [
     "ERROR_TYPE",
     "GEN_AI_COST_AMOUNT",
     "GEN_AI_COST_CURRENCY",
+    "INPUT_TOKENS",
+    "MODELS",
+    "MODEL_COST",
+    "OUTPUT_TOKENS",
     "OUTCOME",
     "RECORD_ID",
     "TAG_PREFIX",
@@ -65,6 +69,10 @@ RECORD_ID = "flexcredits.record_id"
 OUTCOME = "flexcredits.outcome"
 ERROR_TYPE = "flexcredits.error_type"
 TAG_PREFIX = "flexcredits.tag."
+MODELS = "flexcredits.models"
+INPUT_TOKENS = "flexcredits.input_tokens"
+OUTPUT_TOKENS = "flexcredits.output_tokens"
+MODEL_COST = "flexcredits.model_cost"
 #: Draft GenAI semantic-convention cost attributes, mirrored only when asked for.
 GEN_AI_COST_AMOUNT = "gen_ai.usage.cost.amount"
 GEN_AI_COST_CURRENCY = "gen_ai.usage.cost.currency"
@@ -175,10 +183,25 @@ class SpanTracker:
         if _failed(exc):
             attributes[ERROR_TYPE] = type(exc).__qualname__
         _add_tags(attributes, act.tags)
+        if act._models:
+            _add_models(attributes, act._models, meter)
         if self.genai_cost:
             attributes[GEN_AI_COST_AMOUNT] = float(cost)
             attributes[GEN_AI_COST_CURRENCY] = meter.rate_card.currency
         return attributes
+
+
+def _add_models(
+    attributes: dict[str, AttributeValue], models: dict[str, list[int]], meter: Meter
+) -> None:
+    """The tokens of the action's model calls, summed, and what the priced ones cost."""
+    attributes[MODELS] = list(models)
+    attributes[INPUT_TOKENS] = sum(i for i, _ in models.values())
+    attributes[OUTPUT_TOKENS] = sum(o for _, o in models.values())
+    costs = [meter.rate_card.model_cost(m, i, o) for m, (i, o) in models.items()]
+    priced = [c for c in costs if c is not None]
+    if priced:
+        attributes[MODEL_COST] = float(sum(priced))
 
 
 # Spans that already carry an action's attributes (of any meter): a later action opens a child.
