@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._action import Action, ActionScope
 from .._context import CONVERSATION, current_action
 from .._exceptions import ConfigurationError
-from .._validate import check_name, check_units
+from .._validate import check_name, check_tags, check_units
 
 if TYPE_CHECKING:
     from .._meter import Meter
@@ -99,7 +99,7 @@ class ToolMeter:
             raise ConfigurationError("meter", meter, "must be a flexcredits_sdk.Meter")
         self.meter = meter
         self._actions = _check_actions(actions)
-        self._tags = dict(tags or {})
+        self._tags = check_tags(tags or {})
         self._scopes: dict[str, ActionScope] = {}
         self._lock = threading.Lock()
         for tool in self._actions:
