@@ -258,6 +258,19 @@ def test_metered_tools_returns_the_same_tools_metered(
     ]
 
 
+async def test_a_custom_tool_class_with_its_own_arun_is_metered_once_per_call(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    plain = AsyncWeather()
+    (metered,) = metered_tools([plain], meter=meter)
+    assert type(metered) is AsyncWeather
+    assert schema(metered) == schema(plain)
+    assert await metered.ainvoke({"city": "Oslo"}) == "rainy in Oslo"
+    assert metered.invoke({"city": "Rome"}) == "sunny in Rome (managed)"
+    assert await plain.ainvoke({"city": "Lima"}) == "rainy in Lima"  # the original: unmetered
+    assert [r.action for r in records(wallet)] == ["weather", "weather"]
+
+
 @pytest.mark.parametrize("handled", [False, True])
 def test_a_tool_error_reaches_langchain_unchanged_and_is_recorded_once(
     meter: fc.Meter, wallet: fc.OfflineWallet, handled: bool
@@ -397,8 +410,9 @@ def test_the_handler_takes_the_conversation_from_metadata_configurable_or_the_us
     ]
 
 
+@pytest.mark.parametrize("by", ["handler", "metered_tools"])
 def test_tools_run_by_batch_in_threads_keep_the_tags_and_the_conversation(
-    meter: fc.Meter, wallet: fc.OfflineWallet
+    meter: fc.Meter, wallet: fc.OfflineWallet, by: str
 ) -> None:
     threads: set[str] = set()
 
@@ -408,10 +422,12 @@ def test_tools_run_by_batch_in_threads_keep_the_tags_and_the_conversation(
         threads.add(threading.current_thread().name)
         return order_id
 
-    handler = FlexCreditsCallbackHandler(meter=meter)
+    callbacks = [FlexCreditsCallbackHandler(meter=meter)] if by == "handler" else []
+    if by == "metered_tools":
+        (slow_lookup,) = metered_tools([slow_lookup], meter=meter)
     calls = [call("slow_lookup", f"c{i}", order_id=f"A{i}") for i in range(6)]
     with fc.tags(team="care"), fc.conversation("case-5"):
-        answers = slow_lookup.batch(calls, {"callbacks": [handler], "max_concurrency": 3})
+        answers = slow_lookup.batch(calls, {"callbacks": callbacks, "max_concurrency": 3})
 
     assert [a.content for a in answers] == [f"A{i}" for i in range(6)]
     assert threading.current_thread().name not in threads
@@ -495,12 +511,36 @@ def test_the_handler_and_metered_tools_together_meter_a_call_once(
     ]
 
 
+@over_tool
+def test_the_handler_leaves_a_tool_metered_by_metered_action_over_tool_to_it(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    lookup = meter.metered_action(tool(lookup_order))
+    handler = FlexCreditsCallbackHandler(meter=meter)
+    lookup.invoke(call("lookup_order", order_id="A1"), {"callbacks": [handler]})
+    assert [r.action for r in records(wallet)] == ["lookup_order"]
+
+
+def test_metered_action_under_tool_and_the_handler_meter_a_call_twice(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    """As the docs say: the handler cannot see that the function under @tool is metered."""
+    lookup = tool(meter.metered_action(name="inner")(lookup_order))
+    handler = FlexCreditsCallbackHandler(meter=meter)
+    lookup.invoke(call("lookup_order", order_id="A1"), {"callbacks": [handler]})
+    assert sorted(r.action for r in records(wallet)) == ["inner", "lookup_order"]
+
+
 def test_a_refused_action_stops_the_tool(wallet: fc.OfflineWallet) -> None:
     refusing = fc.OfflineWallet(rate_card=CARD, overdraft="deny")
     meter = fc.Meter(rate_card=CARD, wallet=refusing, spans="never")
     weather = Weather(calls=[])
+    handler = FlexCreditsCallbackHandler(meter=meter)
     with pytest.raises(fc.InsufficientCredits):
-        weather.invoke({"city": "Oslo"}, {"callbacks": [FlexCreditsCallbackHandler(meter=meter)]})
+        weather.invoke({"city": "Oslo"}, {"callbacks": [handler]})
+    with pytest.raises(fc.InsufficientCredits):
+        asyncio.run(weather.ainvoke({"city": "Oslo"}, {"callbacks": [handler]}))
+    assert handler._runs == {}
     (metered,) = metered_tools([weather], meter=meter)
     with pytest.raises(fc.InsufficientCredits):
         metered.invoke({"city": "Oslo"})
