@@ -21,6 +21,7 @@ from langchain_core.messages import AIMessage, ToolCall
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool, StructuredTool, Tool, ToolException, tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -71,6 +72,7 @@ def schema(t: BaseTool) -> dict[str, Any]:
         "description": t.description,
         "args": t.args,
         "call_schema": t.tool_call_schema.model_json_schema(),  # type: ignore[union-attr]
+        "openai": convert_to_openai_tool(t),  # what a model's bind_tools sends
     }
 
 
