@@ -400,6 +400,27 @@ def test_model_retry_is_one_action_per_attempt_the_failed_one_an_error(meter: fc
     assert got[0].conversation_id == got[1].conversation_id is not None
 
 
+def test_a_refused_action_stops_the_tool_and_ends_the_run() -> None:
+    refusing = fc.OfflineWallet(rate_card=CARD, overdraft="deny")
+    meter = fc.Meter(rate_card=CARD, wallet=refusing)
+    ran: list[str] = []
+
+    def lookup(city: str) -> str:
+        ran.append(city)
+        return city
+
+    agent = Agent(
+        scripted(("lookup", {"city": "A"})), tools=[lookup], capabilities=[Metering(meter=meter)]
+    )
+    with pytest.raises(fc.InsufficientCredits):
+        agent.run_sync("go")
+    refusing.grant(20)
+    agent.run_sync("go")
+    assert ran == ["A"]
+    assert [(r.action, r.credits) for r in refusing.records()] == [("lookup", 20)]
+    refusing.shutdown()
+
+
 # --- one action per call when two ways meter the same tool ------------------------------------
 
 
