@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
+from llama_index.core.agent.workflow import FunctionAgent, ReActAgent, ToolCallResult
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -28,8 +28,8 @@ from llama_index.core.instrumentation.events.llm import (
     LLMChatStartEvent,
     LLMCompletionEndEvent,
 )
-from llama_index.core.llms import MockFunctionCallingLLM
-from llama_index.core.llms.callbacks import llm_chat_callback
+from llama_index.core.llms import MockFunctionCallingLLM, MockLLM
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.tools import AsyncBaseTool, FunctionTool, ToolMetadata, ToolOutput
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -414,6 +414,56 @@ def test_a_refused_action_stops_a_metered_tool() -> None:
     refusing.shutdown()
 
 
+class ReActLLM(MockLLM):
+    """A text-completion LLM that answers a ReAct agent: one tool call, then the answer."""
+
+    turns: int = 0
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        self.turns += 1
+        if self.turns == 1:
+            text = (
+                'Thought: I need the order.\nAction: lookup_order\nAction Input: {"order_id": "A1"}'
+            )
+        else:
+            text = "Thought: I can answer without using any more tools.\nAnswer: shipped"
+        return CompletionResponse(text=text)
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> Iterator[CompletionResponse]:
+        text = self.complete(prompt).text
+
+        def stream() -> Iterator[CompletionResponse]:
+            yield CompletionResponse(text=text, delta=text)
+
+        return stream()
+
+
+#: ReActAgent asks its workflow ``is_running`` from a step, which llama-index-workflows deprecates.
+@pytest.mark.filterwarnings("ignore:is_running called from within a step:DeprecationWarning")
+@pytest.mark.parametrize("by", ["metered_tools", "instrument"])
+async def test_a_react_agent_meters_its_tool_call_once(
+    meter: fc.Meter, wallet: fc.OfflineWallet, by: str
+) -> None:
+    tools = [FunctionTool.from_defaults(lookup_order)]
+    if by == "metered_tools":
+        tools = metered_tools(tools, meter=meter)
+    else:
+        instrument(meter=meter)
+    handler = ReActAgent(tools=tools, llm=ReActLLM()).run("Where is order A1?")
+    assert str(await handler) == "shipped"
+    (record,) = records(wallet)
+    assert (record.action, record.credits, record.conversation_id) == (
+        "lookup_order",
+        20,
+        handler.run_id,
+    )
+    assert CALLS == ["lookup_order:lookup_order"]
+
+
 # --- the span handler (instrument) ------------------------------------------------------------
 
 
@@ -601,6 +651,27 @@ def test_model_usage_inside_a_tool_goes_to_the_tool_action(
         ("summarize", (fc.ModelUsage("gpt-test", 30, 12, COST),)),
         ("summarize", (fc.ModelUsage("gpt-test", 30, 12, COST),)),
     ]
+
+
+class UsageMockLLM(MockLLM):
+    """llama-index's `MockLLM` (a `CustomLLM`) with usage in its completions' ``raw``."""
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text=prompt, raw={"model": "gpt-test", "usage": usage()})
+
+
+async def test_model_usage_of_a_custom_llm_that_reports_one_call_three_times(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    instrument(meter=meter)
+    llm = UsageMockLLM()
+    with meter.action("answer"):
+        # achat -> chat -> complete: three end events of one model call
+        await llm.achat([ChatMessage(role=MessageRole.USER, content="hi")])
+        llm.complete("again")
+    (record,) = records(wallet)
+    assert record.model_usage == (fc.ModelUsage("gpt-test", 60, 24, 2 * COST),)
 
 
 def test_model_usage_outside_any_action_is_dropped(

@@ -166,7 +166,7 @@ def metered_tools(
                 "is not a llama-index FunctionTool: make one with "
                 "FunctionTool.from_defaults(fn); other tools are metered by instrument()",
             )
-        if tool in _METERED:
+        if _is_metered(tool):
             raise ConfigurationError(
                 f"tools[{index}]",
                 tool,
@@ -175,6 +175,14 @@ def metered_tools(
             )
     tool_meter = ToolMeter(meter=meter, actions=actions, tags=tags)
     return [_metered(tool, tool_meter.wrap) for tool in tools]
+
+
+def _is_metered(tool: BaseTool) -> bool:
+    """Whether `tool`'s functions are metered (it was made by `meter_tool`)."""
+    try:
+        return tool in _METERED
+    except TypeError:  # a tool that cannot be hashed: not one of ours
+        return False
 
 
 def _in_run(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -271,7 +279,7 @@ class FlexCreditsSpanHandler(BaseSpanHandler[SimpleSpan]):
         **kwargs: Any,
     ) -> None:
         """Begin the action of a tool call when `instance` is a tool (see the class)."""
-        if not isinstance(instance, BaseTool) or instance in _METERED:
+        if not isinstance(instance, BaseTool) or _is_metered(instance):
             return
         try:
             name = instance.metadata.get_name()
@@ -389,8 +397,10 @@ class FlexCreditsEventHandler(BaseEventHandler):
     ``with fc.action(...)`` around the agent run; outside any action it is not recorded.
 
     It creates no actions, so it takes no meter: the usage goes to the action of whichever
-    meter runs it. A call that llama-index reports twice (an LLM whose ``achat`` calls its
-    ``chat``) is counted once.
+    meter runs it. A call that llama-index reports more than once (a `CustomLLM` whose
+    ``achat`` calls ``chat``, which calls ``complete``) is counted once: the reports of one call
+    carry the same usage object, so a model that returned one usage object for two calls would
+    be counted once too.
     """
 
     def __init__(self) -> None:
