@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from agents import (
     Agent,
+    CustomTool,
     FunctionTool,
     Model,
     ModelResponse,
@@ -31,6 +32,7 @@ from agents import (
     set_tracing_disabled,
 )
 from openai.types.responses import (
+    ResponseCustomToolCall,
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
@@ -523,6 +525,31 @@ def test_hooks_meter_each_call_of_unmetered_tools(
     assert all(r.tags == {"team": "support"} for r in records(wallet))
     assert hooks._open == {}
     assert hooks._count == 0
+
+
+def test_hooks_meter_the_calls_of_other_local_tools(
+    meter: fc.Meter, wallet: fc.OfflineWallet
+) -> None:
+    async def shout(context: Any, text: str) -> str:
+        return text.upper()
+
+    tool = CustomTool(name="shout", description="Shout the text.", on_invoke_tool=shout)
+    turns = [
+        ResponseCustomToolCall(type="custom_tool_call", name="shout", input="hi", call_id="c1"),
+        ResponseCustomToolCall(type="custom_tool_call", name="shout", input="yo", call_id="c2"),
+    ]
+    script = Script(turns, [message("done")])
+    agent = Agent(name="a", model=script, tools=[tool])
+    hooks = FlexCreditsRunHooks(meter=meter)
+    Runner.run_sync(agent, "go", hooks=hooks, run_config=RunConfig(group_id="chat-3"))
+    outputs = [i["output"] for i in script.inputs[-1] if i.get("type") == "custom_tool_call_output"]
+    assert outputs == ["HI", "YO"]
+    assert [(r.action, r.outcome, r.conversation_id) for r in records(wallet)] == [
+        ("shout", "ok", "chat-3")
+    ] * 2
+    with pytest.raises(fc.ConfigurationError) as info:
+        metered_function_tools([tool], meter=meter)
+    assert info.value.field == "tools[0]"
 
 
 def test_hooks_and_helper_together_meter_each_call_once(

@@ -249,7 +249,7 @@ class FlexCreditsRunHooks(RunHooks[Any]):
         self.tools = ToolMeter(meter=meter, actions=actions, tags=tags)
         self._open: dict[tuple[int, int], list[_Call]] = {}
         self._count = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a finalizer may run while this thread holds it
 
     async def on_tool_start(
         self, context: RunContextWrapper[Any], agent: Agent[Any], tool: Tool
@@ -287,7 +287,10 @@ class FlexCreditsRunHooks(RunHooks[Any]):
             self._open.setdefault(key, []).append(call)
         # A tool whose failure ends the run is never reported as ended: its action ends, as
         # an error, when the run lets go of the call's context.
-        call.finalizer = weakref.finalize(context, self._abandon, key, call)
+        try:
+            call.finalizer = weakref.finalize(context, self._abandon, key, call)
+        except TypeError:  # a context that takes no weak reference: ended by on_tool_end only
+            return
         call.finalizer.atexit = False
 
     async def on_tool_end(
