@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 import json
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -19,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import Context, MCPServer
@@ -746,6 +749,54 @@ async def test_a_server_over_stdio_in_its_own_process(tmp_path: Path, mode: str)
         ]
     finally:
         wallet.shutdown()
+
+
+@pytest.fixture
+def http_server(meter: fc.Meter) -> Iterator[str]:
+    """A metered MCPServer over streamable HTTP on loopback (uvicorn); yields its URL."""
+    server = meter_server(server_with(lookup_order), meter=meter)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    running = uvicorn.Server(uvicorn.Config(server.streamable_http_app(), log_level="warning"))
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not running.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    finally:
+        running.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+async def test_over_streamable_http_the_session_id_is_the_conversation(
+    http_server: str, wallet: fc.OfflineWallet
+) -> None:
+    for name in ("first", "second"):
+        async with client(http_server, "legacy", name) as c:  # type: ignore[arg-type]
+            for order in ("A1", "A2"):
+                await c.call_tool("lookup_order", {"order_id": order})
+    # The 2026 protocol has no session: a client sends its conversation in the request.
+    async with client(http_server, "auto", "modern") as c:  # type: ignore[arg-type]
+        await c.call_tool("lookup_order", {"order_id": "A3"})
+        await c.call_tool("lookup_order", {"order_id": "A4"}, meta={CONVERSATION_META_KEY: "t-9"})
+
+    got = [(r.conversation_id, r.tags[CLIENT_TAG]) for r in records(wallet)]
+    sessions = [cid for cid, _ in got[:4]]
+    assert all(isinstance(cid, str) and len(cid) >= 16 for cid in sessions)
+    assert sessions[0] == sessions[1] != sessions[2] == sessions[3]
+    assert [name for _, name in got] == [
+        "first",
+        "first",
+        "second",
+        "second",
+        "modern",
+        "modern",
+    ]
+    assert [cid for cid, _ in got[4:]] == [None, "t-9"]
 
 
 OTEL_SCENARIO = textwrap.dedent(
