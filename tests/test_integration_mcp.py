@@ -6,6 +6,7 @@ server subprocess, and with OpenTelemetry (no network)."""
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import socket
 import subprocess
@@ -879,3 +880,10 @@ def test_the_sdks_tools_call_span_carries_the_credits() -> None:
         ["lookup_order", "ok", server_spans["tools/call lookup_order"]["span_id"]],
         ["refund", "error", server_spans["tools/call refund"]["span_id"]],
     ]
+
+
+def test_without_mcp_the_import_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "mcp.server.context", None)
+    monkeypatch.delitem(sys.modules, "flexcredits_sdk.integrations.mcp")
+    with pytest.raises(ImportError, match=r"pip install 'flexcredits-sdk\[mcp\]'"):
+        importlib.import_module("flexcredits_sdk.integrations.mcp")
